@@ -1,0 +1,283 @@
+"""The public types of the voice backend (the counterpart of Beluga's `backend/iface`).
+
+Models validate on construction and raise `BackendError(code="invalid_config")` naming the field,
+so Python callers and the HTTP API (422) see the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from backend.errors import BackendError, ErrorCode
+
+__all__ = [
+    "BackendError",
+    "Config",
+    "ConnectionState",
+    "ErrorCode",
+    "HealthStatus",
+    "MediaInfo",
+    "PipelineState",
+    "PipelineType",
+    "ProviderCapabilities",
+    "SessionConfig",
+    "SessionInfo",
+]
+
+
+class PipelineType(StrEnum):
+    STT_TTS = "stt_tts"
+    S2S = "s2s"
+
+
+class PipelineState(StrEnum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    PROCESSING = "processing"
+    SPEAKING = "speaking"
+    CLOSED = "closed"
+
+
+class ConnectionState(StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+
+
+SUPPORTED_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _seconds(value: Any) -> Any:
+    """Durations accept seconds (int/float) or a `timedelta`, as the seed's `time.Duration`."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or None
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return field, (f"{field}: {msg}" if field else msg)
+
+
+class _Model(BaseModel):
+    """Base that turns pydantic's ValidationError into the project's one error family."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            field, msg = _first_error(exc)
+            raise BackendError(
+                f"{type(self).__name__.lower()}.validate", ErrorCode.INVALID_CONFIG, msg, field=field
+            ) from None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Any:
+        return cls(**data)
+
+
+class Config(_Model):
+    """Backend configuration; field names and defaults follow the seed's `iface.Config`."""
+
+    provider: str = "local"
+    pipeline_type: PipelineType = PipelineType.STT_TTS
+    stt_provider: str | None = "pocketsphinx"
+    tts_provider: str | None = "espeak"
+    s2s_provider: str | None = None
+    vad_provider: str = "silero"
+    turn_detection_provider: str = "vad"
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+    max_concurrent_sessions: int = Field(default=100, ge=0)
+    latency_target: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
+    timeout: float = Field(default=30.0, ge=1.0, le=300.0, description="seconds")
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_delay: float = Field(default=1.0, ge=0.1, le=30.0, description="seconds")
+    # Endpointing: silence that ends a user turn (LiveKit's min/max endpointing delay).
+    min_endpointing_delay: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
+    max_endpointing_delay: float = Field(default=3.0, ge=0.1, le=10.0, description="seconds")
+    health_check_interval: float = Field(default=5.0, ge=0.2, le=300.0, description="seconds")
+    enable_tracing: bool = False
+    enable_metrics: bool = True
+    enable_structured_logging: bool = False
+
+    _durations = field_validator(
+        "latency_target",
+        "timeout",
+        "retry_delay",
+        "min_endpointing_delay",
+        "max_endpointing_delay",
+        "health_check_interval",
+        mode="before",
+    )(_seconds)
+
+    @field_validator("provider", "vad_provider", "turn_detection_provider")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _pipeline_providers(self) -> Config:
+        if self.pipeline_type is PipelineType.STT_TTS:
+            for name in ("stt_provider", "tts_provider"):
+                if not getattr(self, name):
+                    raise BackendError(
+                        "config.validate",
+                        ErrorCode.INVALID_CONFIG,
+                        f"{name}: required when pipeline_type is stt_tts",
+                        field=name,
+                    )
+        elif not self.s2s_provider:
+            raise BackendError(
+                "config.validate",
+                ErrorCode.INVALID_CONFIG,
+                "s2s_provider: required when pipeline_type is s2s",
+                field="s2s_provider",
+            )
+        if self.max_endpointing_delay < self.min_endpointing_delay:
+            raise BackendError(
+                "config.validate",
+                ErrorCode.INVALID_CONFIG,
+                "max_endpointing_delay: must be >= min_endpointing_delay",
+                field="max_endpointing_delay",
+            )
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as shown to users: secrets in `provider_config` are masked."""
+        data = self.model_dump(mode="json")
+        data["provider_config"] = mask_secrets(self.provider_config)
+        return data
+
+
+SECRET_KEY_PARTS = ("secret", "key", "token", "password")
+
+
+def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: ("***" if any(p in k.lower() for p in SECRET_KEY_PARTS) and v else v)
+        for k, v in values.items()
+    }
+
+
+AgentCallback = Callable[[str], Any]  # sync or async: transcript -> reply text
+
+
+class SessionConfig(_Model):
+    """Per-session settings (the seed's `SessionConfig`) plus the audio format of the transport."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    user_id: str = Field(min_length=1, max_length=256)
+    transport: Literal["websocket", "webrtc"] = "websocket"
+    connection_url: str | None = None
+    pipeline_type: PipelineType = PipelineType.STT_TTS
+    agent_callback: AgentCallback | None = Field(default=None, exclude=True)
+    agent_instance: Any | None = Field(default=None, exclude=True)
+    agent: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    sample_rate_hz: int = 16000
+    output_sample_rate_hz: int = 16000
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("connection_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parsed = urlparse(v)
+        if parsed.scheme not in ("ws", "wss", "http", "https") or not parsed.netloc:
+            raise ValueError("must be a ws://, wss://, http:// or https:// URL with a host")
+        return v
+
+    @field_validator("sample_rate_hz", "output_sample_rate_hz")
+    @classmethod
+    def _rate(cls, v: int) -> int:
+        if v not in SUPPORTED_SAMPLE_RATES_HZ:
+            raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES_HZ))}")
+        return v
+
+    @field_validator("agent_callback")
+    @classmethod
+    def _callable(cls, v: Any) -> Any:
+        if v is not None and not callable(v):
+            raise ValueError("must be callable")
+        return v
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and not isinstance(v.get("type"), str):
+            raise ValueError('must name a type, e.g. {"type": "echo"}')
+        return v
+
+    @model_validator(mode="after")
+    def _needs_agent(self) -> SessionConfig:
+        if self.agent_callback is None and self.agent_instance is None and self.agent is None:
+            raise BackendError(
+                "sessionconfig.validate",
+                ErrorCode.INVALID_CONFIG,
+                "agent: one of agent_callback, agent_instance or agent is required",
+                field="agent",
+            )
+        return self
+
+
+class MediaInfo(BaseModel):
+    url: str
+    token: str
+
+
+class SessionInfo(BaseModel):
+    """What the supervisor knows of a session; the body of `GET /v1/sessions/{id}`."""
+
+    session_id: str
+    user_id: str
+    state: PipelineState
+    transport: str
+    pipeline_type: PipelineType
+    provider: str
+    media: MediaInfo
+    created_at: datetime
+    node_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class HealthStatus(_Model):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    details: dict[str, Any] = Field(default_factory=dict)
+    last_check: datetime
+
+    @property
+    def healthy(self) -> bool:
+        """The seed's `status.Healthy`: true unless unhealthy (degraded still serves)."""
+        return self.status != "unhealthy"
+
+
+class ProviderCapabilities(BaseModel):
+    supports_stt_tts: bool = True
+    supports_s2s: bool = False
+    supports_multi_user: bool = False
+    supported_codecs: list[str] = Field(default_factory=lambda: ["pcm16"])
+    min_latency: float = 0.0  # seconds
+    max_concurrent_sessions: int = 0  # 0: no provider-side limit
+

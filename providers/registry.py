@@ -1,0 +1,67 @@
+"""Every provider, by kind and name, in one explicit table.
+
+Entries are import paths, imported on first use: nothing loads a model at import time, and a
+provider whose extra is not installed fails with a message naming it instead of breaking the rest.
+Adding a provider is one line here plus its own folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from backend.errors import BackendError, ErrorCode
+
+
+class Registry:
+    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+        self.kind = kind
+        self._entries = dict(entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def register(self, name: str, target: str) -> None:
+        """`target` is "module:attribute"; used by plug-ins outside this repository."""
+        self._entries[name] = target
+
+    def resolve(self, name: str) -> Any:
+        target = self._entries.get(name)
+        if target is None:
+            raise BackendError(
+                f"{self.kind}.resolve",
+                ErrorCode.PROVIDER_NOT_FOUND,
+                f"unknown {self.kind} provider {name!r}; registered: {', '.join(self.names()) or 'none'}",
+                field=f"{self.kind}_provider",
+            )
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise BackendError(
+                f"{self.kind}.resolve",
+                ErrorCode.PROVIDER_NOT_FOUND,
+                f"{self.kind} provider {name!r} is registered but cannot be imported ({exc}); "
+                "install its extra",
+            ) from exc
+        return getattr(module, attr)
+
+    def create(self, name: str, **options: Any) -> Any:
+        return self.resolve(name)(**options)
+
+
+BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
+STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
+TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
+S2S_PROVIDERS = Registry("s2s", {})
+VAD_PROVIDERS = Registry(
+    "vad",
+    {"silero": "providers.vad.silero:SileroVAD", "webrtc": "providers.vad.webrtc:WebrtcVAD"},
+)
+AGENTS = Registry(
+    "agent",
+    {"echo": "providers.agents.echo:EchoAgent", "webhook": "providers.agents.webhook:WebhookAgent"},
+)
