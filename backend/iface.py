@@ -27,6 +27,7 @@ __all__ = [
     "PipelineType",
     "ProviderCapabilities",
     "SessionConfig",
+    "SessionRequest",
     "SessionInfo",
 ]
 
@@ -176,21 +177,19 @@ def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
 AgentCallback = Callable[[str], Any]  # sync or async: transcript -> reply text
 
 
-class SessionConfig(_Model):
-    """Per-session settings (the seed's `SessionConfig`) plus the audio format of the transport."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+class SessionRequest(_Model):
+    """The JSON part of a session's settings: the body of `POST /v1/sessions`."""
 
     user_id: str = Field(min_length=1, max_length=256)
     transport: Literal["websocket", "webrtc"] = "websocket"
     connection_url: str | None = None
     pipeline_type: PipelineType = PipelineType.STT_TTS
-    agent_callback: AgentCallback | None = Field(default=None, exclude=True)
-    agent_instance: Any | None = Field(default=None, exclude=True)
-    agent: dict[str, Any] | None = None
+    agent: dict[str, Any] | None = Field(
+        default=None, description='a named agent, e.g. {"type": "echo"} (the HTTP default)'
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    sample_rate_hz: int = 16000
-    output_sample_rate_hz: int = 16000
+    sample_rate_hz: int = Field(default=16000, description="rate of the PCM16 audio the client sends")
+    output_sample_rate_hz: int = Field(default=16000, description="rate of the reply audio")
 
     @field_validator("user_id")
     @classmethod
@@ -216,18 +215,27 @@ class SessionConfig(_Model):
             raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES_HZ))}")
         return v
 
-    @field_validator("agent_callback")
-    @classmethod
-    def _callable(cls, v: Any) -> Any:
-        if v is not None and not callable(v):
-            raise ValueError("must be callable")
-        return v
-
     @field_validator("agent")
     @classmethod
     def _agent(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None and not isinstance(v.get("type"), str):
             raise ValueError('must name a type, e.g. {"type": "echo"}')
+        return v
+
+
+class SessionConfig(SessionRequest):
+    """Per-session settings (the seed's `SessionConfig`): the JSON fields plus Python agents."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    agent_callback: AgentCallback | None = Field(default=None, exclude=True)
+    agent_instance: Any | None = Field(default=None, exclude=True)
+
+    @field_validator("agent_callback")
+    @classmethod
+    def _callable(cls, v: Any) -> Any:
+        if v is not None and not callable(v):
+            raise ValueError("must be callable")
         return v
 
     @model_validator(mode="after")

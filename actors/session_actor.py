@@ -1,0 +1,131 @@
+"""`SessionActor`: one voice call, isolated in its own Ray actor (named `session:<id>`, detached,
+holding one `voice_session` unit). It wraps `SessionRuntime` and starts its stage actors on its
+own node; it never parses provider wire formats.
+
+VAD and resampling run inside this actor: they cost microseconds per frame, far less than an
+actor hop (2.4 ms, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.stage_actors import start_stages
+from backend.errors import BackendError, ErrorCode
+from backend.iface import Config
+from pipelines.endpointing import EndpointingConfig
+from pipelines.session import SessionRuntime
+from pipelines.stt_tts import PipelineSettings
+from providers.agents import build_agent
+from providers.registry import VAD_PROVIDERS
+from providers.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SESSION_RESOURCE = "voice_session"
+
+
+@dataclass
+class SessionSpec:
+    """Everything a session actor needs, built by the supervisor after admission."""
+
+    session_id: str
+    user_id: str
+    config: dict[str, Any]  # Config.model_dump()
+    sample_rate_hz: int
+    output_sample_rate_hz: int
+    namespace: str
+    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_spec: dict[str, Any] | None = None
+    agent_callback: Any = None  # shipped with cloudpickle; runs inside this actor
+    agent_instance: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
+    return PipelineSettings(
+        output_sample_rate_hz=output_sample_rate_hz,
+        latency_target_s=config.latency_target,
+        endpointing=EndpointingConfig(
+            min_silence_s=config.min_endpointing_delay,
+        ),
+        retry=RetryPolicy(
+            timeout_s=config.timeout,
+            max_retries=config.max_retries,
+            retry_delay_s=config.retry_delay,
+        ),
+    )
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class SessionActor:
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+        self.runtime: SessionRuntime | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
+        spec = self.spec
+        config = Config(**spec.config)
+        stt, tts = await start_stages(
+            spec.session_id,
+            spec.namespace,
+            config.stt_provider or "",
+            config.tts_provider or "",
+            spec.stage_options,
+        )
+        self.runtime = SessionRuntime(
+            session_id=spec.session_id,
+            user_id=spec.user_id,
+            input_sample_rate_hz=spec.sample_rate_hz,
+            settings=settings_from(config, spec.output_sample_rate_hz),
+            vad=VAD_PROVIDERS.create(config.vad_provider),
+            stt=stt,
+            tts=tts,
+            agent=build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
+            metadata=spec.metadata,
+        )
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    def _rt(self) -> SessionRuntime:
+        if self.runtime is None:
+            raise BackendError("session", ErrorCode.SESSION_NOT_ACTIVE, "session is not started")
+        return self.runtime
+
+    # -- media -----------------------------------------------------------------------------
+    def start_media(self) -> str:
+        self._rt().start()
+        return self._rt().state.value
+
+    def push_audio(self, frames: list[bytes]) -> list[dict[str, Any]]:
+        return self._rt().push_audio(frames)
+
+    def send_audio(self, pcm16: bytes) -> None:
+        self._rt().send_audio(pcm16)
+
+    async def poll(
+        self, audio: bool = True, events: bool = True, timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        return await self._rt().outbox.poll(audio=audio, events=events, timeout_s=timeout_s)
+
+    # -- control ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return self._rt().info()
+
+    def ping(self) -> str:
+        return self.runtime.state.value if self.runtime else "starting"
+
+    def set_agent(self, callback: Any = None, instance: Any = None, spec: Any = None) -> None:
+        self._rt().set_agent(build_agent(callback, instance, spec))
+
+    def update_metadata(self, values: dict[str, Any]) -> dict[str, Any]:
+        return self._rt().update_metadata(values)
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.runtime is not None:
+            await self.runtime.aclose(reason)

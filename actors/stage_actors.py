@@ -1,0 +1,129 @@
+"""Stage actors (STT, TTS) and the proxies a session's pipeline uses to talk to them.
+
+A stage actor holds one loaded provider for one session, on the session's node. The pipeline sees
+ordinary `STT`/`TTS` objects (`RemoteSTT`, `RemoteTTS`); only this module knows they are actors.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from providers.base import STT, TTS, SttCapabilities, SttStream, TtsCapabilities
+from providers.registry import STT_PROVIDERS, TTS_PROVIDERS
+
+STAGE_MAX_RESTARTS = 3
+
+
+@ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
+class SttStageActor:
+    """Calls arrive in submission order from the session's single STT feeder, one at a time."""
+
+    def __init__(self, provider: str, options: dict[str, Any]) -> None:
+        self.stt: STT = STT_PROVIDERS.create(provider, **options)
+        self._streams: dict[int, SttStream] = {}
+
+    def capabilities(self) -> SttCapabilities:
+        return self.stt.capabilities
+
+    async def push(self, utterance_id: int, pcm16: bytes) -> None:
+        stream = self._streams.get(utterance_id)
+        if stream is None:
+            for old in self._streams.values():  # one utterance at a time per session
+                await old.aclose()
+            self._streams = {utterance_id: (stream := self.stt.stream())}
+        await stream.push(pcm16)
+
+    async def finish(self, utterance_id: int) -> str:
+        stream = self._streams.pop(utterance_id, None)
+        if stream is None:
+            return ""
+        return await stream.finish()
+
+    def ping(self) -> str:
+        return "ok"
+
+
+@ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
+class TtsStageActor:
+    def __init__(self, provider: str, options: dict[str, Any]) -> None:
+        self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
+
+    def capabilities(self) -> TtsCapabilities:
+        return self.tts.capabilities
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        async for chunk in self.tts.synthesize(text):
+            yield chunk
+
+    def ping(self) -> str:
+        return "ok"
+
+
+class _RemoteSttStream(SttStream):
+    def __init__(self, actor: Any, utterance_id: int) -> None:
+        self._actor = actor
+        self._id = utterance_id
+
+    async def push(self, pcm16: bytes) -> None:
+        await self._actor.push.remote(self._id, pcm16)
+
+    async def finish(self) -> str:
+        return await self._actor.finish.remote(self._id)
+
+
+class RemoteSTT(STT):
+    def __init__(self, actor: Any, capabilities: SttCapabilities, name: str) -> None:
+        self.actor = actor
+        self.capabilities = capabilities
+        self.name = name
+        self._ids = itertools.count(1)
+
+    def stream(self) -> SttStream:
+        return _RemoteSttStream(self.actor, next(self._ids))
+
+
+class RemoteTTS(TTS):
+    def __init__(self, actor: Any, capabilities: TtsCapabilities, name: str) -> None:
+        self.actor = actor
+        self.capabilities = capabilities
+        self.name = name
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        async for ref in self.actor.synthesize.remote(text):
+            yield await ref
+
+
+def pinned_here(name: str, namespace: str) -> dict[str, Any]:
+    """Actor options that put a stage on the calling actor's own node, never elsewhere."""
+    node_id = ray.get_runtime_context().get_node_id()
+    return {
+        "name": name,
+        "namespace": namespace,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+    }
+
+
+async def start_stages(
+    session_id: str,
+    namespace: str,
+    stt_provider: str,
+    tts_provider: str,
+    stage_options: dict[str, dict[str, Any]],
+) -> tuple[RemoteSTT, RemoteTTS]:
+    """Start both stage actors in parallel on this node and wait until their models are loaded."""
+    stt_actor = SttStageActor.options(**pinned_here(f"session:{session_id}/stt", namespace)).remote(
+        stt_provider, stage_options.get(stt_provider, {})
+    )
+    tts_actor = TtsStageActor.options(**pinned_here(f"session:{session_id}/tts", namespace)).remote(
+        tts_provider, stage_options.get(tts_provider, {})
+    )
+    stt_caps, tts_caps = await stt_actor.capabilities.remote(), await tts_actor.capabilities.remote()
+    return (
+        RemoteSTT(stt_actor, stt_caps, stt_provider),
+        RemoteTTS(tts_actor, tts_caps, tts_provider),
+    )

@@ -1,0 +1,237 @@
+"""The supervisor's logic, shared by the HTTP routes and the Python handle methods of the ingress.
+
+Creating a session: validate → admit (registry, atomic) → provider side effects → start the
+`SessionActor` and its stages → commit. Any failure after admission undoes every earlier step, so
+a refused or failed session leaves no actor, no slot and no remote resource behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from actors.errors import as_backend_error
+from actors.registry import REGISTRY_NAME, SessionRegistry
+from actors.session_actor import SESSION_RESOURCE, SessionActor, SessionSpec
+from backend.errors import BackendError, ErrorCode
+from backend.iface import Config, PipelineType, SessionConfig
+from providers.backend import BackendProvider
+from providers.registry import AGENTS, BACKENDS, S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS
+from providers.registry import VAD_PROVIDERS
+
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE_S = 5.0
+PROVIDER_HEALTH_TTL_S = 10.0
+
+
+def session_actor_name(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def get_registry(namespace: str) -> Any:
+    return SessionRegistry.options(
+        name=REGISTRY_NAME, namespace=namespace, lifetime="detached", get_if_exists=True
+    ).remote(namespace)
+
+
+class Supervisor:
+    def __init__(self, provider_name: str, config: Config, namespace: str) -> None:
+        self.namespace = namespace
+        self.provider_name = provider_name
+        self.provider: BackendProvider = BACKENDS.create(provider_name, config.provider_config)
+        self.registry = get_registry(namespace)
+        self._config = config
+        self._provider_health: tuple[float, dict[str, Any]] = (0.0, {})
+
+    async def apply_config(self, config: Config) -> Config:
+        if config.provider != self.provider_name:
+            raise BackendError(
+                "update_config",
+                ErrorCode.INVALID_CONFIG,
+                f"provider: this backend runs {self.provider_name!r}; a new provider needs a new "
+                "deployment",
+                field="provider",
+            )
+        provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
+        await self.registry.configure.remote(config.model_dump(mode="json"))
+        self.provider, self._config = provider, config
+        return config
+
+    async def config(self) -> Config:
+        """The registry's config is the truth: another replica may have updated it."""
+        self._config = Config(**await self.registry.get_config.remote())
+        return self._config
+
+    # -- create ----------------------------------------------------------------------------
+    def _validate(self, config: Config, sc: SessionConfig) -> None:
+        if sc.pipeline_type is PipelineType.S2S:
+            S2S_PROVIDERS.resolve(config.s2s_provider or "")
+            raise BackendError(
+                "create_session",
+                ErrorCode.INVALID_CONFIG,
+                "pipeline_type: s2s sessions are not available yet",
+                field="pipeline_type",
+            )
+        STT_PROVIDERS.resolve(config.stt_provider or "")
+        TTS_PROVIDERS.resolve(config.tts_provider or "")
+        VAD_PROVIDERS.resolve(config.vad_provider)
+        if sc.agent is not None and sc.agent_callback is None and sc.agent_instance is None:
+            AGENTS.resolve(sc.agent["type"])
+
+    async def create_session(self, sc: SessionConfig, media_base_url: str) -> dict[str, Any]:
+        config = await self.config()
+        self._validate(config, sc)
+        session_id = uuid.uuid4().hex
+        record = {
+            "session_id": session_id,
+            "user_id": sc.user_id,
+            "transport": sc.transport,
+            "pipeline_type": sc.pipeline_type.value,
+            "provider": self.provider_name,
+            "created_at": datetime.now(UTC).isoformat(),
+            "metadata": sc.metadata,
+            "state": "idle",
+        }
+        try:
+            await self.registry.reserve.remote(session_id, record)
+        except Exception as exc:
+            raise as_backend_error("create_session", exc) from None
+
+        actor = None
+        opened = False
+        started = time.monotonic()
+        try:
+            media = await self.provider.open_session(session_id, sc.user_id, media_base_url)
+            opened = True
+            spec = SessionSpec(
+                session_id=session_id,
+                user_id=sc.user_id,
+                config=config.model_dump(mode="json"),
+                sample_rate_hz=sc.sample_rate_hz,
+                output_sample_rate_hz=sc.output_sample_rate_hz,
+                namespace=self.namespace,
+                stage_options=self.provider.stage_options(),
+                agent_spec=sc.agent,
+                agent_callback=sc.agent_callback,
+                agent_instance=sc.agent_instance,
+                metadata=sc.metadata,
+            )
+            actor = SessionActor.options(
+                name=session_actor_name(session_id),
+                namespace=self.namespace,
+                lifetime="detached",
+                resources={SESSION_RESOURCE: 1},
+            ).remote(spec)
+            async with asyncio.timeout(max(config.timeout, 60.0)):
+                placement = await actor.start.remote()
+            updates = {"media": media.model_dump(), **placement}
+            updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
+            if not await self.registry.commit.remote(session_id, updates):
+                raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "session vanished")
+        except BaseException as exc:
+            if actor is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+            if opened:
+                with contextlib.suppress(Exception):
+                    await self.provider.close_session(session_id)
+            await self.registry.release.remote(session_id)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if isinstance(exc, TimeoutError):
+                raise BackendError(
+                    "create_session", ErrorCode.CONNECTION_TIMEOUT, "session did not start in time"
+                ) from None
+            raise as_backend_error("create_session", exc) from None
+        return {**record, **updates, "state": "idle"}
+
+    # -- close -----------------------------------------------------------------------------
+    async def close_session(self, session_id: str, reason: str = "closed by request") -> None:
+        rec = await self.registry.claim_close.remote(session_id)
+        if rec is None:
+            raise _not_found("close_session", session_id)
+        try:
+            actor = self.session_actor(session_id)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await actor.close.remote(reason)
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        except BackendError:
+            pass  # the actor is already gone; still free the slot
+        finally:
+            with contextlib.suppress(Exception):
+                await self.provider.close_session(session_id)
+            await self.registry.release.remote(session_id)
+
+    async def close_all(self, reason: str) -> int:
+        records = await self.registry.list.remote()
+        results = await asyncio.gather(
+            *(self.close_session(r["session_id"], reason) for r in records), return_exceptions=True
+        )
+        return sum(1 for r in results if r is None)
+
+    # -- queries ---------------------------------------------------------------------------
+    def session_actor(self, session_id: str) -> Any:
+        try:
+            return ray.get_actor(session_actor_name(session_id), namespace=self.namespace)
+        except ValueError:
+            raise _not_found("session", session_id) from None
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        rec = await self.registry.get.remote(session_id)
+        if rec is None:
+            raise _not_found("get_session", session_id)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                rec["state"] = await self.session_actor(session_id).ping.remote()
+        return rec
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return await self.registry.list.remote()
+
+    async def require_session(self, session_id: str) -> dict[str, Any]:
+        rec = await self.registry.get.remote(session_id)
+        if rec is None or rec.get("status") == "closing":
+            raise _not_found("session", session_id)
+        return rec
+
+    async def health(self) -> dict[str, Any]:
+        health = await self.registry.health.remote()
+        await self._release_reaped()
+        provider = await self._provider_reachability()
+        health["details"]["providers"] = {self.provider_name: provider}
+        if not provider.get("reachable", False) and health["status"] == "healthy":
+            health["status"] = "degraded"
+            health["details"]["reasons"].append(f"provider {self.provider_name} unreachable")
+        return health
+
+    async def _provider_reachability(self) -> dict[str, Any]:
+        at, cached = self._provider_health
+        if time.monotonic() - at < PROVIDER_HEALTH_TTL_S and cached:
+            return cached
+        try:
+            async with asyncio.timeout(5.0):
+                result = await self.provider.check_health()
+        except Exception as exc:
+            result = {"reachable": False, "error": str(exc)}
+        self._provider_health = (time.monotonic(), result)
+        return result
+
+    async def _release_reaped(self) -> None:
+        """Undo provider-side resources of sessions the health monitor reaped."""
+        for rec in await self.registry.take_reaped.remote():
+            with contextlib.suppress(Exception):
+                await self.provider.close_session(rec["session_id"])
+
+
+def _not_found(op: str, session_id: str) -> BackendError:
+    return BackendError(op, ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}")

@@ -1,0 +1,119 @@
+"""The websocket transport: client frames ⇄ a session actor, through the ingress.
+
+Two loops per connection. Inbound, frames are coalesced: while one `push_audio` call is in
+flight, the next frames queue and go together in the following call, so a session costs one
+actor call per frame when idle and fewer under load. Outbound, one long-poll at a time takes
+everything queued (audio as binary frames, events as JSON text). No loop ever spins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from actors.errors import as_backend_error
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 10.0
+MAX_FRAMES_PER_CALL = 64
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_SESSION_ERROR = 1011
+
+
+async def relay(ws: WebSocket, actor: Any) -> None:
+    """Run until the client leaves or the session closes; the session itself stays alive when
+    the client disconnects (it may reconnect) — closing it is `DELETE /v1/sessions/{id}`."""
+    await actor.start_media.remote()
+    inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+    tasks = [
+        asyncio.create_task(_receive(ws, inbound)),
+        asyncio.create_task(_push(actor, inbound)),
+        asyncio.create_task(_send(ws, actor)),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                raise exc
+    except WebSocketDisconnect:
+        pass
+    except Exception as exc:  # tell the client, never a stack trace
+        err = as_backend_error("websocket", exc)
+        log.warning("websocket relay ended: %s", err)
+        await _close(ws, CLOSE_SESSION_ERROR, {"type": "error", **err.to_body()["error"]})
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        await _close(ws, CLOSE_NORMAL)
+
+
+async def _receive(ws: WebSocket, inbound: asyncio.Queue[bytes | None]) -> None:
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", CLOSE_GOING_AWAY))
+        if msg.get("bytes") is not None:
+            inbound.put_nowait(msg["bytes"])
+        elif msg.get("text") is not None:
+            await _control(ws, msg["text"])
+
+
+async def _control(ws: WebSocket, text: str) -> None:
+    """Text frames are control messages; only `{"type": "ping"}` exists so far."""
+    try:
+        kind = json.loads(text).get("type")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind == "ping":
+        await ws.send_text(json.dumps({"type": "pong"}))
+        return
+    await ws.send_text(
+        json.dumps(
+            {
+                "type": "error",
+                "code": "invalid_format",
+                "message": 'text frames must be JSON control messages ({"type": "ping"}); '
+                "send audio as binary PCM16 frames",
+            }
+        )
+    )
+
+
+async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
+    while True:
+        frames = [await inbound.get()]
+        while not inbound.empty() and len(frames) < MAX_FRAMES_PER_CALL:
+            frames.append(inbound.get_nowait())
+        # Errors for bad frames come back as events on the outbound stream as well.
+        await actor.push_audio.remote([f for f in frames if f is not None])
+
+
+async def _send(ws: WebSocket, actor: Any) -> None:
+    while True:
+        out = await actor.poll.remote(True, True, POLL_TIMEOUT_S)
+        for kind, payload in out["items"]:
+            if kind == "audio":
+                await ws.send_bytes(payload)
+            else:
+                await ws.send_text(json.dumps(payload))
+        if out["closed"]:
+            return
+
+
+async def _close(ws: WebSocket, code: int, event: dict[str, Any] | None = None) -> None:
+    if ws.application_state is WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        if event is not None:
+            await ws.send_text(json.dumps(event))
+        await ws.close(code)

@@ -1,0 +1,141 @@
+"""A small client of the HTTP API and the audio websocket, for the CLI, tests and benchmarks.
+
+`talk()` plays audio into a session in real time, the way a microphone would, and collects what
+comes back until the agent has answered (a `metrics` event closes each turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+
+from backend.errors import BackendError
+
+
+@dataclass
+class CallResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    first_audio_at: float | None = None  # monotonic time of the first reply frame
+    speech_sent_at: float | None = None  # monotonic time the last speech frame was sent
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+    @property
+    def transcripts(self) -> list[str]:
+        return [e["text"] for e in self.of_type("transcript") if e.get("text")]
+
+    @property
+    def replies(self) -> list[str]:
+        return [e["text"] for e in self.of_type("agent_reply")]
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return self.of_type("metrics")
+
+    @property
+    def states(self) -> list[str]:
+        return [e["state"] for e in self.of_type("state")]
+
+
+class HttpClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _json(self, op: str, resp: httpx.Response) -> Any:
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"error": {"code": "pipeline_error", "message": resp.text[:200]}}
+            raise BackendError.from_body(op, body)
+        return resp.json() if resp.content else None
+
+    async def create_session(self, **fields: Any) -> dict[str, Any]:
+        return await self._json("create_session", await self._http.post("/v1/sessions", json=fields))
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        return await self._json("get_session", await self._http.get(f"/v1/sessions/{session_id}"))
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return (await self._json("list_sessions", await self._http.get("/v1/sessions")))["sessions"]
+
+    async def close_session(self, session_id: str) -> None:
+        await self._json("close_session", await self._http.delete(f"/v1/sessions/{session_id}"))
+
+    async def health(self) -> dict[str, Any]:
+        resp = await self._http.get("/v1/health")
+        return resp.json()
+
+    async def talk(
+        self,
+        session: dict[str, Any],
+        pcm16: bytes,
+        sample_rate_hz: int,
+        *,
+        frame_ms: int = 20,
+        realtime: bool = True,
+        trailing_silence_s: float = 1.5,
+        turns: int = 1,
+        timeout_s: float = 60.0,
+    ) -> CallResult:
+        """Stream `pcm16` then silence into the session; return once `turns` turns completed."""
+        media = session["media"]
+        url = f"{media['url']}?token={media['token']}"
+        result = CallResult()
+        frame_bytes = int(sample_rate_hz * frame_ms / 1000) * 2
+        silence = bytes(int(sample_rate_hz * trailing_silence_s) * 2)
+        async with websockets.connect(url, max_size=None) as ws:
+
+            async def send() -> None:
+                stream = pcm16 + silence
+                start = time.monotonic()
+                for i, off in enumerate(range(0, len(stream), frame_bytes)):
+                    await ws.send(stream[off : off + frame_bytes])
+                    if off < len(pcm16) <= off + frame_bytes:
+                        result.speech_sent_at = time.monotonic()
+                    if realtime:
+                        delay = start + (i + 1) * frame_ms / 1000 - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+
+            async def receive() -> None:
+                done = 0
+                async for msg in ws:
+                    if isinstance(msg, bytes):
+                        result.first_audio_at = result.first_audio_at or time.monotonic()
+                        result.audio.extend(msg)
+                        continue
+                    event = json.loads(msg)
+                    result.events.append(event)
+                    kind = event.get("type")
+                    unheard = kind == "transcript" and not event.get("text")
+                    if unheard or (kind in ("metrics", "error") and event.get("turn_id")):
+                        done += 1
+                    if done >= turns or event.get("type") == "closed":
+                        return
+
+            sender = asyncio.create_task(send())
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await receive()
+            finally:
+                sender.cancel()
+        return result

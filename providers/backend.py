@@ -1,0 +1,61 @@
+"""Backend provider contract: what differs between local, LiveKit, Vapi, ... at the session level.
+
+`open_session` runs only after admission, so a refused session never creates a remote resource
+(a known fault of the Go original); `close_session` undoes it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backend.errors import BackendError, ErrorCode
+from backend.iface import MediaInfo, ProviderCapabilities
+
+
+class ProviderConfig(BaseModel):
+    """Base of every provider's `provider_config` model: unknown keys are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendProvider(ABC):
+    name: ClassVar[str]
+    config_model: ClassVar[type[ProviderConfig]] = ProviderConfig
+
+    def __init__(self, provider_config: dict[str, Any] | None = None) -> None:
+        self.config = self.parse_config(provider_config or {})
+
+    @classmethod
+    def parse_config(cls, values: dict[str, Any]) -> ProviderConfig:
+        try:
+            return cls.config_model(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err.get("loc", ()))
+            raise BackendError(
+                f"{cls.name}.config",
+                ErrorCode.INVALID_CONFIG,
+                f"provider_config.{key}: {err.get('msg')}",
+                field=f"provider_config.{key}",
+            ) from None
+
+    @abstractmethod
+    def capabilities(self) -> ProviderCapabilities: ...
+
+    @abstractmethod
+    async def open_session(self, session_id: str, user_id: str, media_base_url: str) -> MediaInfo:
+        """Create whatever the session needs outside this cluster; return where media connects."""
+
+    async def close_session(self, session_id: str) -> None:
+        return None
+
+    def stage_options(self) -> dict[str, dict[str, Any]]:
+        """Constructor options for stage providers, keyed by stage provider name."""
+        return {}
+
+    async def check_health(self) -> dict[str, Any]:
+        """Reachability of the provider's remote side, for `health_check` details."""
+        return {"reachable": True}

@@ -1,0 +1,42 @@
+"""The embedded default: media over this backend's own websocket, no remote service, no key."""
+
+from __future__ import annotations
+
+import secrets
+
+from backend.iface import MediaInfo, ProviderCapabilities
+from providers.backend import BackendProvider, ProviderConfig
+
+
+class LocalConfig(ProviderConfig):
+    host: str | None = None  # public host/port of the media endpoint, if not the request's own
+    port: int | None = None
+    stt_model: str | None = None  # pocketsphinx acoustic model directory
+    tts_voice: str = "en-us"
+
+
+class LocalBackendProvider(BackendProvider):
+    name = "local"
+    config_model = LocalConfig
+
+    def capabilities(self) -> ProviderCapabilities:
+        return ProviderCapabilities(
+            supports_stt_tts=True,
+            supports_s2s=False,
+            supports_multi_user=False,
+            supported_codecs=["pcm16"],
+            min_latency=0.2,
+        )
+
+    async def open_session(self, session_id: str, user_id: str, media_base_url: str) -> MediaInfo:
+        cfg: LocalConfig = self.config  # type: ignore[assignment]
+        base = media_base_url
+        if cfg.host:
+            base = f"ws://{cfg.host}:{cfg.port or 8000}"
+        return MediaInfo(
+            url=f"{base}/v1/sessions/{session_id}/audio", token=secrets.token_urlsafe(24)
+        )
+
+    def stage_options(self) -> dict[str, dict[str, object]]:
+        cfg: LocalConfig = self.config  # type: ignore[assignment]
+        return {"pocketsphinx": {"model": cfg.stt_model}, "espeak": {"voice": cfg.tts_voice}}

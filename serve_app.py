@@ -1,0 +1,264 @@
+"""The Ray Serve ingress: the supervisor of all voice sessions, over HTTP and Python handles.
+
+    serve run serve_app:app                                   # defaults (provider local)
+    serve run serve_app:build_app provider=local max_sessions=5
+
+Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_backend()` calls
+through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+import ray
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from actors.supervisor import Supervisor
+from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
+from backend.errors import BackendError, ErrorCode
+from backend.iface import Config, SessionConfig, SessionRequest
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "voice_backend"
+APP_NAME = "voice_backend"
+DEFAULT_AGENT = {"type": "echo"}
+SESSION_SLOTS_PER_NODE = 100  # `voice_session` units a locally started Ray node offers
+RETRY_AFTER_S = 1
+
+api = FastAPI(
+    title="Voice backend",
+    version="0.1.0",
+    description="Voice-agent sessions on Ray: admission, health, and an audio websocket.",
+)
+
+
+def _error_response(err: BackendError) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if err.http_status == 503 else None
+    return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
+
+
+@api.exception_handler(BackendError)
+async def _backend_error(_: Request, err: BackendError) -> JSONResponse:
+    return _error_response(err)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    err = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    msg = str(err.get("msg", "invalid request")).removeprefix("Value error, ")
+    body = BackendError(
+        "request", ErrorCode.INVALID_CONFIG, f"{field}: {msg}" if field else msg, field=field
+    )
+    return _error_response(body)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error")  # the trace stays in the server log, never in the answer
+    err = BackendError("request", ErrorCode.PIPELINE_ERROR, "internal error; see server logs")
+    return JSONResponse(err.to_body(), status_code=500)
+
+
+def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
+    media = dict(rec.get("media") or {})
+    if not with_token:
+        media.pop("token", None)
+    keys = ("session_id", "user_id", "state", "transport", "pipeline_type", "provider",
+            "created_at", "node_id", "metadata")
+    return {**{k: rec.get(k) for k in keys}, "media": media}
+
+
+def _media_base_url(request: Request | WebSocket) -> str:
+    scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
+    return f"{scheme}://{request.url.netloc}"
+
+
+async def _envelope(coro: Any) -> dict[str, Any]:
+    """Handle calls return {"ok": value} or {"error": body}: no exception pickling across Serve."""
+    try:
+        return {"ok": await coro}
+    except BackendError as err:
+        return {"error": err.to_body()["error"]}
+
+
+@serve.deployment(
+    name="VoiceIngress",
+    # Each open audio websocket is an ongoing request for its whole life.
+    max_ongoing_requests=2000,
+    graceful_shutdown_timeout_s=60,
+    ray_actor_options={"num_cpus": 0},
+)
+@serve.ingress(api)
+class VoiceIngress:
+    def __init__(self, provider: str = "local", config: dict[str, Any] | None = None) -> None:
+        cfg = Config(**{**(config or {}), "provider": provider})
+        self.sup = Supervisor(provider, cfg, NAMESPACE)
+        version = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
+        ray.get(self.sup.registry.configure.remote(cfg.model_dump(mode="json"), version.hexdigest()))
+
+    # -- HTTP ------------------------------------------------------------------------------
+    @api.post("/v1/sessions", status_code=201, tags=["sessions"])
+    async def http_create_session(self, body: SessionRequest, request: Request) -> dict[str, Any]:
+        sc = SessionConfig(**{**body.model_dump(), "agent": body.agent or DEFAULT_AGENT})
+        rec = await self.sup.create_session(sc, _media_base_url(request))
+        return _public(rec, with_token=True)
+
+    @api.get("/v1/sessions", tags=["sessions"])
+    async def http_list_sessions(self) -> dict[str, Any]:
+        return {"sessions": [_public(r) for r in await self.sup.list_sessions()]}
+
+    @api.get("/v1/sessions/{session_id}", tags=["sessions"])
+    async def http_get_session(self, session_id: str) -> dict[str, Any]:
+        return _public(await self.sup.get_session(session_id))
+
+    @api.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
+    async def http_close_session(self, session_id: str) -> Response:
+        await self.sup.close_session(session_id)
+        return Response(status_code=204)
+
+    @api.get("/v1/health", tags=["health"])
+    async def http_health(self) -> JSONResponse:
+        health = await self.sup.health()
+        return JSONResponse(health, status_code=503 if health["status"] == "unhealthy" else 200)
+
+    @api.get("/v1/config", tags=["config"])
+    async def http_config(self) -> dict[str, Any]:
+        return (await self.sup.config()).public_dict()
+
+    @api.get("/", include_in_schema=False)
+    async def http_root(self) -> dict[str, Any]:
+        return {"service": "voice backend", "docs": "/docs", "health": "/v1/health"}
+
+    @api.websocket("/v1/sessions/{session_id}/audio")
+    async def ws_audio(self, ws: WebSocket, session_id: str, token: str = Query("")) -> None:
+        await ws.accept()
+        try:
+            rec = await self.sup.require_session(session_id)
+            if not token or token != (rec.get("media") or {}).get("token"):
+                raise BackendError(
+                    "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
+                )
+            actor = self.sup.session_actor(session_id)
+        except BackendError as err:
+            await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
+            await ws.close(1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR)
+            return
+        await relay(ws, actor)
+
+    # -- Python handle API (backend.new_backend) -------------------------------------------
+    async def api_create_session(
+        self, session: dict[str, Any], callback: Any, instance: Any, media_base_url: str
+    ) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            sc = SessionConfig(**session, agent_callback=callback, agent_instance=instance)
+            return await self.sup.create_session(sc, media_base_url)
+
+        return await _envelope(run())
+
+    async def api_close_session(self, session_id: str) -> dict[str, Any]:
+        return await _envelope(self.sup.close_session(session_id))
+
+    async def api_close_all(self, reason: str) -> dict[str, Any]:
+        return await _envelope(self.sup.close_all(reason))
+
+    async def api_get_session(self, session_id: str) -> dict[str, Any]:
+        return await _envelope(self.sup.get_session(session_id))
+
+    async def api_list_sessions(self) -> dict[str, Any]:
+        return await _envelope(self.sup.list_sessions())
+
+    async def api_health(self) -> dict[str, Any]:
+        return await _envelope(self.sup.health())
+
+    async def api_get_config(self) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            return (await self.sup.config()).model_dump(mode="json")
+
+        return await _envelope(run())
+
+    async def api_update_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            return (await self.sup.apply_config(Config(**config))).model_dump(mode="json")
+
+        return await _envelope(run())
+
+
+# -- deployment ------------------------------------------------------------------------------
+def build_app(args: dict[str, str]) -> Any:
+    """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`.
+
+    Arguments fall back to VOICE_PROVIDER / VOICE_MAX_SESSIONS, then to the defaults.
+    """
+    provider = args.get("provider") or os.environ.get("VOICE_PROVIDER", "local")
+    config: dict[str, Any] = {}
+    max_sessions = args.get("max_sessions") or os.environ.get("VOICE_MAX_SESSIONS")
+    if max_sessions is not None:
+        config["max_concurrent_sessions"] = int(max_sessions)
+    return VoiceIngress.bind(provider, config)
+
+
+app = build_app({})
+
+
+def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PER_NODE) -> None:
+    """Join the cluster at `address` / RAY_ADDRESS, or start a local one with session slots."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    dashboard = os.environ.get("VOICE_RAY_DASHBOARD", "1") != "0"
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        ray.init(
+            namespace=NAMESPACE,
+            resources={"voice_session": session_slots},
+            include_dashboard=dashboard,
+            log_to_driver=False,
+        )
+
+
+def deploy(
+    provider: str, config: Config, *, host: str = "127.0.0.1", port: int = 8000
+) -> DeploymentHandle:
+    """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle."""
+    serve.start(http_options={"host": host, "port": port})
+    return serve.run(
+        VoiceIngress.bind(provider, config.model_dump(mode="json")),
+        name=APP_NAME,
+        route_prefix="/",
+        blocking=False,
+    )
+
+
+def app_handle() -> DeploymentHandle | None:
+    try:
+        return serve.get_app_handle(APP_NAME)
+    except Exception:  # not deployed
+        return None
+
+
+def undeploy() -> None:
+    """Delete the app and the registry (call after every session is closed)."""
+    serve.delete(APP_NAME)
+    try:
+        ray.kill(ray.get_actor("voice_registry", namespace=NAMESPACE))
+    except ValueError:
+        pass
+
+
+def dashboard_url() -> str | None:
+    ctx = ray.get_runtime_context()
+    url = getattr(ctx, "dashboard_url", None) or ray.worker.get_dashboard_url()
+    return f"http://{url}" if url and not url.startswith("http") else url
