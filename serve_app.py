@@ -9,6 +9,7 @@ through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -75,8 +76,17 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
     media = dict(rec.get("media") or {})
     if not with_token:
         media.pop("token", None)
-    keys = ("session_id", "user_id", "state", "transport", "pipeline_type", "provider",
-            "created_at", "node_id", "metadata")
+    keys = (
+        "session_id",
+        "user_id",
+        "state",
+        "transport",
+        "pipeline_type",
+        "provider",
+        "created_at",
+        "node_id",
+        "metadata",
+    )
     return {**{k: rec.get(k) for k in keys}, "media": media}
 
 
@@ -106,7 +116,9 @@ class VoiceIngress:
         cfg = Config(**{**(config or {}), "provider": provider})
         self.sup = Supervisor(provider, cfg, NAMESPACE)
         version = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
-        ray.get(self.sup.registry.configure.remote(cfg.model_dump(mode="json"), version.hexdigest()))
+        ray.get(
+            self.sup.registry.configure.remote(cfg.model_dump(mode="json"), version.hexdigest())
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
     @api.post("/v1/sessions", status_code=201, tags=["sessions"])
@@ -153,7 +165,9 @@ class VoiceIngress:
             actor = self.sup.session_actor(session_id)
         except BackendError as err:
             await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
-            await ws.close(1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR)
+            await ws.close(
+                1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR
+            )
             return
         await relay(ws, actor)
 
@@ -252,10 +266,8 @@ def app_handle() -> DeploymentHandle | None:
 def undeploy() -> None:
     """Delete the app and the registry (call after every session is closed)."""
     serve.delete(APP_NAME)
-    try:
+    with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor("voice_registry", namespace=NAMESPACE))
-    except ValueError:
-        pass
 
 
 def dashboard_url() -> str | None:

@@ -10,8 +10,9 @@ from backend.errors import BackendError, ErrorCode
 def as_backend_error(op: str, exc: BaseException) -> BackendError:
     cause = exc.cause if isinstance(exc, RayTaskError) else exc
     if isinstance(cause, BackendError):
-        return BackendError(cause.op, cause.code, cause.message, field=cause.field,
-                            details=cause.details)
+        return BackendError(
+            cause.op, cause.code, cause.message, field=cause.field, details=cause.details
+        )
     if isinstance(exc, RayActorError):
         return BackendError(op, ErrorCode.SESSION_NOT_ACTIVE, "the session's actor has died")
     if isinstance(exc, TimeoutError | GetTimeoutError):

@@ -42,6 +42,7 @@ class SessionRegistry:
         self.node_capacity = 0.0
         self.last_round: dict[str, Any] = {"at": None, "unresponsive": [], "ok": 0}
         self.sessions_total = 0
+        self.reaped_total = 0
         self.version: str | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -155,6 +156,7 @@ class SessionRegistry:
                 "unresponsive_sessions": len(unresponsive),
                 "unresponsive_session_ids": unresponsive,
                 "sessions_total": self.sessions_total,
+                "reaped_total": self.reaped_total,
                 "reasons": reasons,
             },
         }
@@ -217,5 +219,6 @@ class SessionRegistry:
             return
         log.warning("reaping session %s: %s", session_id, reason)
         self.release(session_id)
+        self.reaped_total += 1
         self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
         del self.reaped[:-1000]

@@ -122,7 +122,10 @@ async def start_stages(
     tts_actor = TtsStageActor.options(**pinned_here(f"session:{session_id}/tts", namespace)).remote(
         tts_provider, stage_options.get(tts_provider, {})
     )
-    stt_caps, tts_caps = await stt_actor.capabilities.remote(), await tts_actor.capabilities.remote()
+    stt_caps, tts_caps = (
+        await stt_actor.capabilities.remote(),
+        await tts_actor.capabilities.remote(),
+    )
     return (
         RemoteSTT(stt_actor, stt_caps, stt_provider),
         RemoteTTS(tts_actor, tts_caps, tts_provider),

@@ -23,8 +23,14 @@ from actors.session_actor import SESSION_RESOURCE, SessionActor, SessionSpec
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from providers.backend import BackendProvider
-from providers.registry import AGENTS, BACKENDS, S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS
-from providers.registry import VAD_PROVIDERS
+from providers.registry import (
+    AGENTS,
+    BACKENDS,
+    S2S_PROVIDERS,
+    STT_PROVIDERS,
+    TTS_PROVIDERS,
+    VAD_PROVIDERS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,13 @@ class Supervisor:
 
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
+        if sc.transport == "webrtc":
+            raise BackendError(
+                "create_session",
+                ErrorCode.INVALID_CONFIG,
+                "transport: webrtc is not available yet; use websocket",
+                field="transport",
+            )
         if sc.pipeline_type is PipelineType.S2S:
             S2S_PROVIDERS.resolve(config.s2s_provider or "")
             raise BackendError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import ray
@@ -53,7 +53,9 @@ class VoiceSession:
         try:
             return await getattr(self._actor, method).remote(*args)
         except RayActorError:
-            raise BackendError(op, ErrorCode.SESSION_NOT_ACTIVE, f"session {self.id} has ended") from None
+            raise BackendError(
+                op, ErrorCode.SESSION_NOT_ACTIVE, f"session {self.id} has ended"
+            ) from None
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, BackendError):
                 raise BackendError(exc.cause.op, exc.cause.code, exc.cause.message) from None
@@ -118,7 +120,7 @@ class VoiceSession:
             return PipelineState.CLOSED
 
     async def get_persistence_status(self) -> str:
-        """"active" while the session's actor lives, "completed" once it has ended."""
+        """ "active" while the session's actor lives, "completed" once it has ended."""
         state = await self.get_state()
         return "completed" if state is PipelineState.CLOSED else "active"
 
@@ -146,8 +148,9 @@ class VoiceBackend:
     async def start(self) -> None:
         """The backend is started by `new_backend`; kept for the seed's API."""
         if self._stopped:
-            raise BackendError("start", ErrorCode.CONNECTION_FAILED, "backend was stopped; "
-                               "call new_backend again")
+            raise BackendError(
+                "start", ErrorCode.CONNECTION_FAILED, "backend was stopped; call new_backend again"
+            )
 
     async def stop(self) -> None:
         """Close every session, then remove the Serve app. Ray itself keeps running."""
@@ -234,8 +237,9 @@ class VoiceBackend:
 
     async def update_config(self, config: Config) -> Config:
         """Takes effect for what follows: a lowered cap refuses new sessions, live ones stay."""
-        applied = Config(**await self._rpc("update_config", "api_update_config",
-                                           config.model_dump(mode="json")))
+        applied = Config(
+            **await self._rpc("update_config", "api_update_config", config.model_dump(mode="json"))
+        )
         self._config = applied
         return applied
 

@@ -51,7 +51,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 class BackendError(Exception):
-    """`op` is what was being done, `code` one of `ErrorCode`, `field` the offending input, if any."""
+    """`op`: what was being done; `code`: one of `ErrorCode`; `field`: the offending input."""
 
     def __init__(
         self,

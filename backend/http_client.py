@@ -69,7 +69,9 @@ class HttpClient:
         return resp.json() if resp.content else None
 
     async def create_session(self, **fields: Any) -> dict[str, Any]:
-        return await self._json("create_session", await self._http.post("/v1/sessions", json=fields))
+        return await self._json(
+            "create_session", await self._http.post("/v1/sessions", json=fields)
+        )
 
     async def get_session(self, session_id: str) -> dict[str, Any]:
         return await self._json("get_session", await self._http.get(f"/v1/sessions/{session_id}"))

@@ -27,8 +27,8 @@ __all__ = [
     "PipelineType",
     "ProviderCapabilities",
     "SessionConfig",
-    "SessionRequest",
     "SessionInfo",
+    "SessionRequest",
 ]
 
 
@@ -81,7 +81,10 @@ class _Model(BaseModel):
         except ValidationError as exc:
             field, msg = _first_error(exc)
             raise BackendError(
-                f"{type(self).__name__.lower()}.validate", ErrorCode.INVALID_CONFIG, msg, field=field
+                f"{type(self).__name__.lower()}.validate",
+                ErrorCode.INVALID_CONFIG,
+                msg,
+                field=field,
             ) from None
 
     @classmethod
@@ -188,7 +191,9 @@ class SessionRequest(_Model):
         default=None, description='a named agent, e.g. {"type": "echo"} (the HTTP default)'
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    sample_rate_hz: int = Field(default=16000, description="rate of the PCM16 audio the client sends")
+    sample_rate_hz: int = Field(
+        default=16000, description="rate of the PCM16 audio the client sends"
+    )
     output_sample_rate_hz: int = Field(default=16000, description="rate of the reply audio")
 
     @field_validator("user_id")
@@ -226,7 +231,9 @@ class SessionRequest(_Model):
 class SessionConfig(SessionRequest):
     """Per-session settings (the seed's `SessionConfig`): the JSON fields plus Python agents."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, arbitrary_types_allowed=True
+    )
 
     agent_callback: AgentCallback | None = Field(default=None, exclude=True)
     agent_instance: Any | None = Field(default=None, exclude=True)
@@ -288,4 +295,3 @@ class ProviderCapabilities(BaseModel):
     supported_codecs: list[str] = Field(default_factory=lambda: ["pcm16"])
     min_latency: float = 0.0  # seconds
     max_concurrent_sessions: int = 0  # 0: no provider-side limit
-

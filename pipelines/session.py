@@ -64,7 +64,9 @@ class SessionRuntime:
         """Begin listening (idempotent): on media attach, first audio or an explicit start."""
         if self.state is PipelineState.CLOSED:
             raise BackendError(
-                "session.start", ErrorCode.SESSION_NOT_ACTIVE, f"session {self.session_id} is closed"
+                "session.start",
+                ErrorCode.SESSION_NOT_ACTIVE,
+                f"session {self.session_id} is closed",
             )
         if not self._started:
             self._started = True
@@ -136,4 +138,6 @@ class SessionRuntime:
 
     def _ensure_open(self, op: str) -> None:
         if self.state is PipelineState.CLOSED:
-            raise BackendError(op, ErrorCode.SESSION_NOT_ACTIVE, f"session {self.session_id} is closed")
+            raise BackendError(
+                op, ErrorCode.SESSION_NOT_ACTIVE, f"session {self.session_id} is closed"
+            )

@@ -207,8 +207,9 @@ class SttTtsPipeline:
         while True:
             turn = await self._turns.get()
             if not turn.text:
-                self.outbox.put_event({"type": "transcript", "turn_id": turn.turn_id,
-                                       "text": "", "final": True})
+                self.outbox.put_event(
+                    {"type": "transcript", "turn_id": turn.turn_id, "text": "", "final": True}
+                )
                 continue
             try:
                 await self._run_turn(turn)
@@ -237,7 +238,9 @@ class SttTtsPipeline:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError("agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}") from exc
+            raise BackendError(
+                "agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}"
+            ) from exc
         turn.agent_reply = time.monotonic()
         self.outbox.put_event({"type": "agent_reply", "turn_id": turn.turn_id, "text": reply})
         self.ctx.history.append({"role": "assistant", "content": reply})

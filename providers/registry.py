@@ -34,7 +34,8 @@ class Registry:
             raise BackendError(
                 f"{self.kind}.resolve",
                 ErrorCode.PROVIDER_NOT_FOUND,
-                f"unknown {self.kind} provider {name!r}; registered: {', '.join(self.names()) or 'none'}",
+                f"unknown {self.kind} provider {name!r}; "
+                f"registered: {', '.join(self.names()) or 'none'}",
                 field=f"{self.kind}_provider",
             )
         module_name, _, attr = target.partition(":")

@@ -1,5 +1,5 @@
 """Timeout and retry policy for provider calls, owned in one place (`Config.timeout`,
-`max_retries`, `retry_delay`): only errors marked retryable are retried, with exponential backoff."""
+`max_retries`, `retry_delay`): only retryable errors are retried, with exponential backoff."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ async def call_with_retry(op: str, fn: Callable[[], Awaitable[T]], policy: Retry
             async with asyncio.timeout(policy.timeout_s):
                 return await fn()
         except TimeoutError:
-            raise BackendError(op, ErrorCode.TIMEOUT, f"no answer within {policy.timeout_s:g} s") from None
+            raise BackendError(
+                op, ErrorCode.TIMEOUT, f"no answer within {policy.timeout_s:g} s"
+            ) from None
         except BackendError as exc:
             if not exc.retryable or attempt >= policy.max_retries:
                 raise

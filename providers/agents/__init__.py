@@ -19,7 +19,9 @@ def build_agent(
     if instance is not None:
         return instance if isinstance(instance, Agent) else InstanceAgent(instance)
     if spec is None:
-        raise BackendError("agent.build", ErrorCode.INVALID_CONFIG, "agent: none given", field="agent")
+        raise BackendError(
+            "agent.build", ErrorCode.INVALID_CONFIG, "agent: none given", field="agent"
+        )
     options = {k: v for k, v in spec.items() if k != "type"}
     cls = AGENTS.resolve(spec["type"])
     try:

@@ -18,7 +18,9 @@ class WebhookAgent(Agent):
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise BackendError(
-                "agent.webhook", ErrorCode.INVALID_CONFIG, "agent.url: must be an http(s) URL",
+                "agent.webhook",
+                ErrorCode.INVALID_CONFIG,
+                "agent.url: must be an http(s) URL",
                 field="agent.url",
             )
         self.url = url

@@ -1,0 +1,129 @@
+"""Shared fixtures. Ray and the Serve app start once per test session, only if a test needs them
+(the unit tests in tests/pipelines and tests/providers never do), and stop at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import soxr
+
+TEST_CAP = 20
+TEST_SLOTS = 24  # `voice_session` units of the test node
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def speak(text: str, rate: int = 16000) -> bytes:
+    """`text` spoken by espeak-ng, as PCM16 mono at `rate`."""
+    from providers.espeak.tts import EspeakTTS
+
+    tts = EspeakTTS()
+    pcm = b"".join([c async for c in tts.synthesize(text)])
+    samples = np.frombuffer(pcm, dtype="<i2")
+    src = tts.capabilities.sample_rate_hz
+    if src != rate:
+        samples = soxr.resample(samples, src, rate)
+    return np.asarray(samples, dtype="<i2").tobytes()
+
+
+@pytest.fixture(scope="session")
+async def hello_16k() -> bytes:
+    return await speak("hello world")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    import serve_app
+
+    os.environ["VOICE_RAY_DASHBOARD"] = "0"
+    serve_app.ensure_ray(session_slots=TEST_SLOTS)
+    yield
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def make_config(**overrides: Any) -> Any:
+    from backend.iface import Config
+
+    values: dict[str, Any] = {"max_concurrent_sessions": TEST_CAP, "health_check_interval": 1.0}
+    return Config(**{**values, **overrides})
+
+
+class BackendHolder:
+    """One backend for the whole run; re-created if a test stopped it (the tutorial does)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.backend: Any = None
+
+    async def get(self) -> Any:
+        from backend import new_backend
+
+        if self.backend is None or self.backend.get_connection_state().value != "connected":
+            self.backend = await new_backend("local", make_config(), port=self.port)
+        return self.backend
+
+
+@pytest.fixture(scope="session")
+async def backend_holder(ray_cluster: None) -> AsyncIterator[BackendHolder]:
+    holder = BackendHolder()
+    yield holder
+    if holder.backend is not None:
+        await holder.backend.stop()
+
+
+@pytest.fixture
+async def backend(backend_holder: BackendHolder) -> AsyncIterator[Any]:
+    """The shared backend with the test config; every session is closed and the config restored
+    after each test, so tests cannot leak into each other."""
+    be = await backend_holder.get()
+    yield be
+    if be.get_connection_state().value == "connected":
+        for sess in await be.list_sessions():
+            with contextlib.suppress(Exception):
+                await be.close_session(sess.id)
+        await be.update_config(make_config())
+
+
+@pytest.fixture
+def base_url(backend: Any, backend_holder: BackendHolder) -> str:
+    return f"http://127.0.0.1:{backend_holder.port}"
+
+
+async def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.2) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = await predicate()
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(interval_s)
+
+
+def session_actor_names() -> list[str]:
+    import ray
+
+    import serve_app
+
+    return [
+        a["name"] if isinstance(a, dict) else a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if (a["name"] if isinstance(a, dict) else a).startswith("session:")
+        and (not isinstance(a, dict) or a.get("namespace") == serve_app.NAMESPACE)
+    ]
