@@ -7,7 +7,6 @@ Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_ba
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
 """
 
-from __future__ import annotations
 
 import contextlib
 import hashlib
@@ -59,6 +58,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     field = ".".join(loc) or None
     msg = str(err.get("msg", "invalid request")).removeprefix("Value error, ")
+    if err.get("type") == "json_invalid":
+        field, msg = None, "the request body is not valid JSON"
     body = BackendError(
         "request", ErrorCode.INVALID_CONFIG, f"{field}: {msg}" if field else msg, field=field
     )

@@ -50,8 +50,8 @@ class Registry:
             ) from exc
         return getattr(module, attr)
 
-    def create(self, name: str, **options: Any) -> Any:
-        return self.resolve(name)(**options)
+    def create(self, name: str, *args: Any, **options: Any) -> Any:
+        return self.resolve(name)(*args, **options)
 
 
 BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
