@@ -216,6 +216,7 @@ class SttTtsPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._on_state(PipelineState.LISTENING)  # back to listening, then say why
                 self._report(_as_backend_error("turn", exc), turn.turn_id)
             finally:
                 self._on_state(PipelineState.LISTENING)
@@ -248,6 +249,7 @@ class SttTtsPipeline:
             await self._speak(reply, turn)
         turn.done = time.monotonic()
         self.turns_completed += 1
+        self._on_state(PipelineState.LISTENING)  # before `metrics`, the event that ends a turn
         self.outbox.put_event(turn.as_metrics(self.settings.latency_target_s))
 
     async def _speak(self, text: str, turn: TurnTimings) -> None:

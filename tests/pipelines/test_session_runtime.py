@@ -25,7 +25,9 @@ def stt() -> PocketsphinxSTT:
     return PocketsphinxSTT()
 
 
-def runtime(stt: PocketsphinxSTT, agent: Any, *, vad: Any = None, **settings: Any) -> SessionRuntime:
+def runtime(
+    stt: PocketsphinxSTT, agent: Any, *, vad: Any = None, **settings: Any
+) -> SessionRuntime:
     return SessionRuntime(
         session_id="s-1",
         user_id="u-1",

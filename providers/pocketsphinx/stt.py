@@ -1,0 +1,174 @@
+"""PocketSphinx 5 speech recognition, streaming, with the wheel's bundled US English model.
+
+Audio is decoded while the user speaks, so only `end_utt` is left when speech ends. The decoder
+takes ~0.4 s to load, so one is kept per instance and reused; PocketSphinx has one utterance
+in flight per decoder, so a new `stream()` abandons any unfinished one.
+
+The acoustic model is trained with per-utterance (batch) cepstral mean normalisation, and live
+mode starts from a fixed guess that is far from many voices: decoded that way, "hello world" from
+espeak comes out as "oh world". So each utterance's first `cmn_window_s` of audio is held back,
+its cepstral mean measured (a cheap feature-only pass) and set, and then it is decoded, streaming
+from there on. An utterance shorter than the window is decoded whole by `finish`.
+
+Digital silence (exact zeros, as synthesized or gated audio has) sends the front end's log
+energies to their floor and the decoder loses word onsets ("hello world" → "oh we're ill"). A
+microphone never gives exact zeros, so a faint, seeded noise floor (`noise_floor`, ~-60 dBFS) is
+added to what the decoder sees: with it, espeak-ng's "hello world" is recognised exactly.
+
+The binding holds the GIL while it decodes, so audio goes in in `_STEP_BYTES` pieces from a
+worker thread: the event loop gets a turn between pieces (~15 ms each) instead of waiting for a
+whole push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import numpy as np
+from pocketsphinx import Decoder
+
+from backend.errors import BackendError, ErrorCode
+from providers.base import STT, SttCapabilities, SttStream
+
+_RATE_HZ = 16000
+_STEP_BYTES = _RATE_HZ // 10 * 2  # 100 ms per decoder call
+
+
+class PocketsphinxStream(SttStream):
+    """One utterance on the shared decoder; the decoder calls happen in `PocketsphinxSTT`."""
+
+    def __init__(self, owner: PocketsphinxSTT) -> None:
+        self._owner = owner
+        self.pending = bytearray()  # audio held back until the cepstral mean is known
+        self.started = False  # the decoder has an utterance open for this stream
+        self.result: str | None = None
+        self.rng = np.random.default_rng(0)  # seeded: the same audio gives the same transcript
+
+    async def push(self, pcm16: bytes) -> None:
+        if len(pcm16) % 2:
+            raise BackendError(
+                "pocketsphinx.push",
+                ErrorCode.INVALID_FORMAT,
+                f"PCM16 needs an even number of bytes, got {len(pcm16)}",
+            )
+        if pcm16:
+            await asyncio.to_thread(self._owner._feed, self, bytes(pcm16))
+
+    async def finish(self) -> str:
+        if self.result is None:
+            self.result = await asyncio.to_thread(self._owner._finish, self)
+        return self.result
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._owner._drop, self)
+
+
+class PocketsphinxSTT(STT):
+    name = "pocketsphinx"
+    capabilities = SttCapabilities(streaming=True, sample_rate_hz=_RATE_HZ)
+
+    def __init__(
+        self, model: str | None = None, cmn_window_s: float = 1.0, noise_floor: float = 30.0
+    ) -> None:
+        """`model`: an acoustic model directory (None = bundled en-us); `cmn_window_s`: audio
+        used to measure each utterance's cepstral mean before decoding starts (0 = live CMN);
+        `noise_floor`: standard deviation of the noise added to the input (0 = none)."""
+        op = "pocketsphinx.init"
+        options: dict[str, object] = {"samprate": _RATE_HZ, "loglevel": "FATAL"}
+        if model is not None:
+            if not os.path.isdir(model):
+                raise BackendError(
+                    op,
+                    ErrorCode.INVALID_CONFIG,
+                    f"pocketsphinx model {model!r} is not a directory",
+                    field="stt_model",
+                )
+            options["hmm"] = model
+        try:
+            self._decoder = Decoder(**options)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(
+                op, ErrorCode.INVALID_CONFIG, f"cannot load pocketsphinx: {exc}", field="stt_model"
+            ) from exc
+        self._window_bytes = max(0, int(cmn_window_s * _RATE_HZ)) * 2
+        self._noise_floor = noise_floor
+        self._lock = threading.Lock()  # decoder calls come from worker threads
+        self._current: PocketsphinxStream | None = None  # the stream allowed to use the decoder
+        self._open: PocketsphinxStream | None = None  # whose utterance the decoder has open
+
+    def stream(self) -> SttStream:
+        self._current = PocketsphinxStream(self)  # the previous one, if any, is abandoned
+        return self._current
+
+    # -- worker-thread side ------------------------------------------------------------------
+    def _check(self, stream: PocketsphinxStream, op: str) -> None:
+        if stream is not self._current:
+            raise BackendError(
+                op,
+                ErrorCode.PIPELINE_ERROR,
+                "this utterance was closed or replaced by a newer stream()",
+            )
+
+    def _feed(self, stream: PocketsphinxStream, pcm16: bytes) -> None:
+        with self._lock:
+            self._check(stream, "pocketsphinx.push")
+            pcm16 = self._with_noise_floor(stream, pcm16)
+            if stream.started:
+                self._decode(pcm16)
+                return
+            stream.pending += pcm16
+            if len(stream.pending) >= self._window_bytes:
+                self._start(stream)
+
+    def _finish(self, stream: PocketsphinxStream) -> str:
+        with self._lock:
+            self._check(stream, "pocketsphinx.finish")
+            self._current = None
+            if not stream.started:
+                if not stream.pending:
+                    return ""
+                self._start(stream)
+            self._decoder.end_utt()
+            self._open = None
+            hyp = self._decoder.hyp()
+            return hyp.hypstr if hyp is not None else ""
+
+    def _drop(self, stream: PocketsphinxStream) -> None:
+        with self._lock:
+            if self._current is stream:
+                self._current = None
+            if self._open is stream:
+                self._decoder.end_utt()
+                self._open = None
+            stream.pending.clear()
+
+    def _with_noise_floor(self, stream: PocketsphinxStream, pcm16: bytes) -> bytes:
+        if not self._noise_floor:
+            return pcm16
+        samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float32)
+        samples += stream.rng.normal(0.0, self._noise_floor, samples.size).astype(np.float32)
+        return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+    def _start(self, stream: PocketsphinxStream) -> None:
+        """Open the decoder's utterance for `stream` and decode what it held back."""
+        if self._open is not None:  # an abandoned utterance: end it, drop its result
+            self._decoder.end_utt()
+            self._open = None
+        audio = bytes(stream.pending)
+        stream.pending.clear()
+        if self._window_bytes:
+            self._decoder.start_utt()
+            self._decoder.process_raw(audio, True, True)  # features only, batch CMN
+            cmn = self._decoder.get_cmn(False)
+            self._decoder.end_utt()
+            self._decoder.set_cmn(cmn)
+        self._decoder.start_utt()
+        self._open = stream
+        stream.started = True
+        self._decode(audio)
+
+    def _decode(self, pcm16: bytes) -> None:
+        for i in range(0, len(pcm16), _STEP_BYTES):
+            self._decoder.process_raw(pcm16[i : i + _STEP_BYTES], False, False)
