@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
+from ray.serve.exceptions import DeploymentUnavailableError
 
 import serve_app
 from backend.errors import BackendError, ErrorCode
@@ -143,7 +144,14 @@ class VoiceBackend:
     async def _rpc(self, op: str, method: str, *args: Any) -> Any:
         if self._stopped:
             raise BackendError(op, ErrorCode.CONNECTION_FAILED, "backend is stopped")
-        return _unwrap(op, await getattr(self._handle, method).remote(*args))
+        try:
+            envelope = await getattr(self._handle, method).remote(*args)
+        except DeploymentUnavailableError:
+            self._stopped = True  # another client stopped the shared deployment
+            raise BackendError(
+                op, ErrorCode.CONNECTION_FAILED, "the backend's Serve app is not running"
+            ) from None
+        return _unwrap(op, envelope)
 
     async def start(self) -> None:
         """The backend is started by `new_backend`; kept for the seed's API."""

@@ -72,9 +72,13 @@ class BackendHolder:
         self.backend: Any = None
 
     async def get(self) -> Any:
+        import serve_app
         from backend import new_backend
 
-        if self.backend is None or self.backend.get_connection_state().value != "connected":
+        be = self.backend
+        # Re-create if a test stopped it, through this object or another client of the app.
+        stopped = be is None or be.get_connection_state().value != "connected"
+        if stopped or not serve_app.app_handle():
             self.backend = await new_backend("local", make_config(), port=self.port)
         return self.backend
 
