@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.errors import BackendError, ErrorCode
@@ -216,6 +217,12 @@ def build_app(args: dict[str, str]) -> Any:
 
     Arguments fall back to VOICE_PROVIDER / VOICE_MAX_SESSIONS, then to the defaults.
     """
+    if not ray.is_initialized():
+        # `serve run` calls this builder before it starts Ray itself; a node it starts then
+        # offers session slots (an address given to `serve run` joins a cluster as it is).
+        os.environ.setdefault(
+            "RAY_OVERRIDE_RESOURCES", json.dumps({SESSION_RESOURCE: SESSION_SLOTS_PER_NODE})
+        )
     provider = args.get("provider") or os.environ.get("VOICE_PROVIDER", "local")
     config: dict[str, Any] = {}
     max_sessions = args.get("max_sessions") or os.environ.get("VOICE_MAX_SESSIONS")
@@ -227,21 +234,27 @@ def build_app(args: dict[str, str]) -> Any:
 app = build_app({})
 
 
+_dashboard_url: str | None = None
+
+
 def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PER_NODE) -> None:
     """Join the cluster at `address` / RAY_ADDRESS, or start a local one with session slots."""
+    global _dashboard_url
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     dashboard = os.environ.get("VOICE_RAY_DASHBOARD", "1") != "0"
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        ctx = ray.init(address=address, namespace=NAMESPACE, **quiet)
     else:
-        ray.init(
+        ctx = ray.init(
             namespace=NAMESPACE,
-            resources={"voice_session": session_slots},
+            resources={SESSION_RESOURCE: session_slots},
             include_dashboard=dashboard,
-            log_to_driver=False,
+            **quiet,
         )
+    _dashboard_url = ctx.dashboard_url
 
 
 def deploy(
@@ -272,6 +285,6 @@ def undeploy() -> None:
 
 
 def dashboard_url() -> str | None:
-    ctx = ray.get_runtime_context()
-    url = getattr(ctx, "dashboard_url", None) or ray.worker.get_dashboard_url()
+    """The Ray dashboard of the cluster `ensure_ray` started or joined, if it has one."""
+    url = _dashboard_url
     return f"http://{url}" if url and not url.startswith("http") else url

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -72,6 +73,7 @@ def _config(args: argparse.Namespace) -> Config:
 def _start(args: argparse.Namespace) -> None:
     import serve_app
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # our own lines say what matters
     print("starting Ray and the Serve app (about 10-15 s on a small machine)...", flush=True)
     serve_app.ensure_ray(args.address)
     serve_app.deploy(args.provider, _config(args), host=args.host, port=args.port)
@@ -105,19 +107,16 @@ async def _wait_for_signal() -> None:
     print("stopping: closing sessions...", flush=True)
 
 
-def _speech(args: argparse.Namespace) -> tuple[bytes, str]:
+async def _speech(args: argparse.Namespace) -> tuple[bytes, str]:
     if args.wav:
         samples, rate = read_wav(args.wav)
         label = str(args.wav)
     else:
         from providers.espeak.tts import EspeakTTS
 
-        async def synth() -> bytes:
-            tts = EspeakTTS()
-            return b"".join([c async for c in tts.synthesize(args.text)])
-
-        pcm = asyncio.run(synth())
-        samples, rate = np.frombuffer(pcm, dtype="<i2"), EspeakTTS().capabilities.sample_rate_hz
+        tts = EspeakTTS()
+        pcm = b"".join([c async for c in tts.synthesize(args.text)])
+        samples, rate = np.frombuffer(pcm, dtype="<i2"), tts.capabilities.sample_rate_hz
         label = f'"{args.text}" (espeak-ng)'
     if rate != args.rate:
         samples = soxr.resample(samples, rate, args.rate)
@@ -154,7 +153,7 @@ def _report(result: CallResult, args: argparse.Namespace, label: str) -> None:
 
 
 async def _call(args: argparse.Namespace, base_url: str) -> int:
-    pcm, label = _speech(args)
+    pcm, label = await _speech(args)
     async with HttpClient(base_url) as client:
         session = await client.create_session(
             user_id="demo-user",

@@ -1,0 +1,93 @@
+"""`voice-backend` as a user runs it: a demo call against a running backend, and `serve` started
+on its own local Ray, answering HTTP, then stopped by SIGTERM with nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.ray
+
+CLI = [sys.executable, "-m", "backend.cli"]
+
+
+def test_demo_call_prints_the_turn_and_writes_the_reply(base_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "reply.wav"
+    done = subprocess.run(
+        [*CLI, "demo", "--url", base_url, "--out", str(out), "--rate", "24000"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    heard = next(line for line in lines if line.startswith("heard"))
+    assert "hello" in heard
+    assert any(line.startswith("reply") and "You said: hello" in line for line in lines)
+    assert any("STT finalisation" in line for line in lines)
+    assert any("latency target" in line for line in lines)
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == 24000
+        assert w.getnframes() / 24000 >= 0.3
+
+
+def _processes_in_session(sid: int) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "sid=,pid=,comm="], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in ps.stdout.splitlines()]
+    return [f"{r[1]} {r[2]}" for r in rows if len(r) == 3 and r[0] == str(sid)]
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "VOICE_RAY_DASHBOARD": "0", "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--max-sessions", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: everything it starts can be found
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        health = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"{base}/v1/health", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert health is not None, "serve never answered"
+        assert health["max_concurrent_sessions"] == 2
+        created = httpx.post(f"{base}/v1/sessions", json={"user_id": "cli"}, timeout=60)
+        assert created.status_code == 201, created.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert proc.returncode == 0, output
+    for label in ("API ", "API docs", "dashboard", "serving;"):
+        assert label in output
+    assert f"http://127.0.0.1:{port}/docs" in output
+    deadline = time.monotonic() + 30
+    while _processes_in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(1)
+    left = _processes_in_session(proc.pid)
+    if left:  # never leave a stray cluster behind, even when failing
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, json.dumps(left)
