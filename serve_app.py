@@ -7,7 +7,6 @@ Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_ba
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
 """
 
-
 import contextlib
 import hashlib
 import json
@@ -87,6 +86,7 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "provider",
         "created_at",
         "node_id",
+        "stages",
         "metadata",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
@@ -231,7 +231,12 @@ def build_app(args: dict[str, str]) -> Any:
     return VoiceIngress.bind(provider, config)
 
 
-app = build_app({})
+def __getattr__(name: str) -> Any:
+    """`app` is built when `serve run serve_app:app` asks for it, not at import: building reads
+    the environment and may prepare the Ray node `serve run` is about to start."""
+    if name == "app":
+        return build_app({})
+    raise AttributeError(name)
 
 
 _dashboard_url: str | None = None

@@ -9,13 +9,12 @@ actor hop (2.4 ms, DESIGN.md).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
-from actors.stage_actors import start_stages
+from actors.stage_actors import placement, start_stages
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config
 from pipelines.endpointing import EndpointingConfig
@@ -72,7 +71,7 @@ class SessionActor:
         """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
         spec = self.spec
         config = Config(**spec.config)
-        stt, tts = await start_stages(
+        stt, tts, stages = await start_stages(
             spec.session_id,
             spec.namespace,
             config.stt_provider or "",
@@ -90,7 +89,7 @@ class SessionActor:
             agent=build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
             metadata=spec.metadata,
         )
-        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return {**placement(), "stages": stages}
 
     def _rt(self) -> SessionRuntime:
         if self.runtime is None:

@@ -6,7 +6,9 @@ ordinary `STT`/`TTS` objects (`RemoteSTT`, `RemoteTTS`); only this module knows 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +21,11 @@ from providers.registry import STT_PROVIDERS, TTS_PROVIDERS
 STAGE_MAX_RESTARTS = 3
 
 
+def placement() -> dict[str, Any]:
+    """Where the calling actor runs: shown in session info, used by tests and the dashboard."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
 class SttStageActor:
     """Calls arrive in submission order from the session's single STT feeder, one at a time."""
@@ -27,8 +34,8 @@ class SttStageActor:
         self.stt: STT = STT_PROVIDERS.create(provider, **options)
         self._streams: dict[int, SttStream] = {}
 
-    def capabilities(self) -> SttCapabilities:
-        return self.stt.capabilities
+    def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+        return self.stt.capabilities, placement()
 
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
         stream = self._streams.get(utterance_id)
@@ -53,8 +60,8 @@ class TtsStageActor:
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
 
-    def capabilities(self) -> TtsCapabilities:
-        return self.tts.capabilities
+    def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+        return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         async for chunk in self.tts.synthesize(text):
@@ -114,19 +121,20 @@ async def start_stages(
     stt_provider: str,
     tts_provider: str,
     stage_options: dict[str, dict[str, Any]],
-) -> tuple[RemoteSTT, RemoteTTS]:
-    """Start both stage actors in parallel on this node and wait until their models are loaded."""
+) -> tuple[RemoteSTT, RemoteTTS, dict[str, dict[str, Any]]]:
+    """Start both stage actors in parallel on this node and wait until their models are loaded.
+    Returns the proxies and where each stage runs."""
     stt_actor = SttStageActor.options(**pinned_here(f"session:{session_id}/stt", namespace)).remote(
         stt_provider, stage_options.get(stt_provider, {})
     )
     tts_actor = TtsStageActor.options(**pinned_here(f"session:{session_id}/tts", namespace)).remote(
         tts_provider, stage_options.get(tts_provider, {})
     )
-    stt_caps, tts_caps = (
-        await stt_actor.capabilities.remote(),
-        await tts_actor.capabilities.remote(),
+    (stt_caps, stt_at), (tts_caps, tts_at) = await asyncio.gather(
+        stt_actor.describe.remote(), tts_actor.describe.remote()
     )
     return (
         RemoteSTT(stt_actor, stt_caps, stt_provider),
         RemoteTTS(tts_actor, tts_caps, tts_provider),
+        {"stt": {"provider": stt_provider, **stt_at}, "tts": {"provider": tts_provider, **tts_at}},
     )

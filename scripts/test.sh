@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export RAY_USAGE_STATS_ENABLED=0 VOICE_RAY_DASHBOARD=0
 ruff check .
+ruff format --check .
 lint-imports
 python -m pytest -p no:cacheprovider "$@"

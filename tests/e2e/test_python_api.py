@@ -12,7 +12,12 @@ import pytest
 from backend import new_backend
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineState, PipelineType, SessionConfig
-from tests.conftest import TEST_CAP, make_config, session_actor_names, wait_for
+from tests.conftest import (
+    TEST_CAP,
+    make_config,
+    session_actor_names,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -163,6 +168,10 @@ async def test_capacity_burst_never_overshoots_and_leaves_nothing(backend: Any) 
     assert "3 of 3" in errors[0].message
     assert (await backend.health_check()).details["active_sessions"] == 3
     assert len(session_actor_names()) == 9  # 3 sessions x (session, stt, tts)
+    for s in sessions:  # each session's stages run on the session's own node
+        info = (await backend.get_session(s.id)).info
+        assert {info["stages"][stage]["node_id"] for stage in ("stt", "tts")} == {info["node_id"]}
+        assert len({info["pid"], info["stages"]["stt"]["pid"], info["stages"]["tts"]["pid"]}) == 3
 
     for s in sessions:
         await backend.close_session(s.id)

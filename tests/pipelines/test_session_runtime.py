@@ -71,7 +71,11 @@ async def test_a_turn_with_each_vad(stt: PocketsphinxSTT, hello_16k: bytes, vad:
     assert "hello" in of(events, "transcript")[0]["text"]
     assert of(events, "agent_reply")[0]["text"].startswith("You said: hello")
     assert [e["state"] for e in of(events, "state")] == [
-        "idle", "listening", "processing", "speaking", "listening"
+        "idle",
+        "listening",
+        "processing",
+        "speaking",
+        "listening",
     ]
     assert len(audio) / 2 / 16000 > 0.3 and rms(np.frombuffer(audio, "<i2")) > 300
     (m,) = of(events, "metrics")
