@@ -309,6 +309,9 @@ def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PE
         ctx = ray.init(address=address, namespace=NAMESPACE, **quiet)
     else:
         ctx = ray.init(
+            # "local": start our own node even when another cluster on this host was started
+            # last (ray.init() with no address would join it through /tmp/ray).
+            address="local",
             namespace=NAMESPACE,
             resources={SESSION_RESOURCE: session_slots},
             include_dashboard=dashboard,

@@ -14,17 +14,9 @@ from backend.http_client import HttpClient
 from backend.webrtc_client import WebRtcCall
 from pipelines.audio import rms
 from tests.conftest import make_config, session_actor_names, wait_for
+from tests.e2e.conftest import LOOPBACK
 
 pytestmark = pytest.mark.ray
-
-LOOPBACK = ["127.0.0.1"]
-
-
-@pytest.fixture
-async def rtc_backend(backend: Any) -> Any:
-    """The shared backend, offering loopback ICE candidates only (no traffic leaves the host)."""
-    await backend.update_config(make_config(provider_config={"ice_host_addresses": LOOPBACK}))
-    return backend
 
 
 async def session_ids(client: HttpClient) -> set[str]:
@@ -73,9 +65,7 @@ async def _gone(client: HttpClient, ids: set[str]) -> bool:
     return not (ids & await session_ids(client))
 
 
-async def test_peer_connection_closing_ends_the_session(
-    rtc_backend: Any, base_url: str
-) -> None:
+async def test_peer_connection_closing_ends_the_session(rtc_backend: Any, base_url: str) -> None:
     async with HttpClient(base_url) as client:
         session = await client.create_session(user_id="rtc-close", transport="webrtc")
         call = WebRtcCall(session, host_addresses=LOOPBACK)
