@@ -31,6 +31,7 @@ from backend.rtc import (
     RTC_RATE_HZ,
     frame_to_mono,
     host_candidates,
+    low_latency_audio,
     mono_frame,
     peer_connection,
 )
@@ -108,6 +109,7 @@ class WebRtcCall:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            low_latency_audio(self.pc, track)
             self._tasks.append(asyncio.create_task(self._speaker(track)))
 
     async def _speaker(self, track: MediaStreamTrack) -> None:
