@@ -70,7 +70,9 @@ def low_latency_audio(pc: RTCPeerConnection, track: MediaStreamTrack) -> bool:
         receiver = transceiver.receiver
         attr = "_RTCRtpReceiver__jitter_buffer"
         if receiver.track is track and isinstance(getattr(receiver, attr, None), JitterBuffer):
-            setattr(receiver, attr, JitterBuffer(capacity=16, prefetch=AUDIO_JITTER_PREFETCH))
+            # 64 packets (1.3 s) of room, not 16: a stalled loop under load must not overflow it.
+            buffer = JitterBuffer(capacity=64, prefetch=AUDIO_JITTER_PREFETCH)
+            setattr(receiver, attr, buffer)
             return True
     return False
 

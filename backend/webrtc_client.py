@@ -36,7 +36,8 @@ from backend.rtc import (
     peer_connection,
 )
 
-LOUD_RMS = 300.0  # a received 20 ms frame above this is reply speech, not comfort noise
+LOUD_RMS = 300.0
+HANGUP_WAIT_S = 2.0  # a received 20 ms frame above this is reply speech, not comfort noise
 
 
 class MicTrack(MediaStreamTrack):
@@ -212,7 +213,11 @@ class WebRtcCall:
         if hangup and self.channel.readyState == "open":
             with contextlib.suppress(Exception):
                 self.channel.send(json.dumps({"type": "hangup"}))
-                await asyncio.sleep(0.1)  # let the message leave before the transport closes
+                # The session closes the connection once it has the message; closing first
+                # could lose it (it would still end the session, as a dropped connection).
+                async with asyncio.timeout(HANGUP_WAIT_S):
+                    while self.pc.connectionState not in ("closed", "failed"):
+                        await asyncio.sleep(0.05)
         for t in self._tasks:
             t.cancel()
         await self.pc.close()
