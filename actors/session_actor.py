@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from opentelemetry import trace
 
 from actors.stage_actors import placement, start_stages
 from backend.errors import BackendError, ErrorCode
@@ -21,7 +22,7 @@ from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from providers.agents import build_agent
-from providers.registry import VAD_PROVIDERS
+from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
     return PipelineSettings(
         output_sample_rate_hz=output_sample_rate_hz,
         latency_target_s=config.latency_target,
-        endpointing=EndpointingConfig(
-            min_silence_s=config.min_endpointing_delay,
-        ),
+        endpointing=EndpointingConfig(min_silence_s=config.min_endpointing_delay),
+        max_endpointing_delay_s=config.max_endpointing_delay,
+        allow_interruptions=config.allow_interruptions,
+        min_interruption_s=config.min_interruption_duration,
         retry=RetryPolicy(
             timeout_s=config.timeout,
             max_retries=config.max_retries,
@@ -88,6 +90,13 @@ class SessionActor:
             tts=tts,
             agent=build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
             metadata=spec.metadata,
+            turn_detection=TURN_DETECTORS.create(config.turn_detection_provider),
+            tracer=trace.get_tracer("voice_backend") if config.enable_tracing else None,
+            trace_attributes={
+                "user.id": spec.user_id,
+                "stt.provider": config.stt_provider or "",
+                "tts.provider": config.tts_provider or "",
+            },
         )
         return {**placement(), "stages": stages}
 

@@ -101,8 +101,15 @@ class RemoteTTS(TTS):
         self.name = name
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        async for ref in self.actor.synthesize.remote(text):
-            yield await ref
+        chunks = self.actor.synthesize.remote(text)
+        finished = False
+        try:
+            async for ref in chunks:
+                yield await ref
+            finished = True
+        finally:
+            if not finished:  # a barge-in closed us: stop the generation on the stage too
+                ray.cancel(chunks)
 
 
 def pinned_here(name: str, namespace: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from providers.registry import (
     S2S_PROVIDERS,
     STT_PROVIDERS,
     TTS_PROVIDERS,
+    TURN_DETECTORS,
     VAD_PROVIDERS,
 )
 
@@ -96,6 +97,7 @@ class Supervisor:
         STT_PROVIDERS.resolve(config.stt_provider or "")
         TTS_PROVIDERS.resolve(config.tts_provider or "")
         VAD_PROVIDERS.resolve(config.vad_provider)
+        TURN_DETECTORS.resolve(config.turn_detection_provider)
         if sc.agent is not None and sc.agent_callback is None and sc.agent_instance is None:
             AGENTS.resolve(sc.agent["type"])
 

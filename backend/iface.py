@@ -111,6 +111,10 @@ class Config(_Model):
     # Endpointing: silence that ends a user turn (LiveKit's min/max endpointing delay).
     min_endpointing_delay: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
     max_endpointing_delay: float = Field(default=3.0, ge=0.1, le=10.0, description="seconds")
+    # Barge-in: the user speaking over the agent for this long interrupts it; shorter is a
+    # backchannel ("yeah", "ok") and the agent goes on.
+    allow_interruptions: bool = True
+    min_interruption_duration: float = Field(default=0.5, ge=0.05, le=5.0, description="seconds")
     health_check_interval: float = Field(default=5.0, ge=0.2, le=300.0, description="seconds")
     enable_tracing: bool = False
     enable_metrics: bool = True
@@ -122,6 +126,7 @@ class Config(_Model):
         "retry_delay",
         "min_endpointing_delay",
         "max_endpointing_delay",
+        "min_interruption_duration",
         "health_check_interval",
         mode="before",
     )(_seconds)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
+
+from opentelemetry.trace import Tracer
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import PipelineState
 from pipelines.audio import PIPELINE_RATE_HZ, StreamResampler, decode_frame
 from pipelines.outbox import Outbox
 from pipelines.stt_tts import PipelineSettings, SttTtsPipeline
-from providers.base import STT, TTS, VAD, Agent, AgentContext
+from pipelines.turn_metrics import TurnTimings
+from providers.base import STT, TTS, VAD, Agent, AgentContext, TurnDetection
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,10 @@ class SessionRuntime:
         tts: TTS,
         agent: Agent,
         metadata: dict[str, Any] | None = None,
+        turn_detection: TurnDetection | None = None,
+        tracer: Tracer | None = None,
+        trace_attributes: dict[str, Any] | None = None,
+        on_turn: Callable[[TurnTimings], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
@@ -55,7 +63,12 @@ class SessionRuntime:
             outbox=self.outbox,
             settings=settings,
             on_state=self._set_state,
+            turn_detection=turn_detection,
+            on_turn=self._turn_done,
         )
+        self._tracer = tracer
+        self._trace_attributes = {"session.id": session_id, **(trace_attributes or {})}
+        self._on_turn = on_turn
         self._started = False
         self.outbox.put_event({"type": "state", "state": self.state.value})
 
@@ -84,6 +97,12 @@ class SessionRuntime:
             await self.pipeline.agent.aclose()
         except Exception:  # closing must not fail on a user agent's cleanup
             log.exception("session %s: agent cleanup failed", self.session_id)
+
+    def _turn_done(self, turn: TurnTimings) -> None:
+        if self._tracer is not None:
+            turn.record_trace(self._tracer, self._trace_attributes)
+        if self._on_turn is not None:
+            self._on_turn(turn)
 
     def _set_state(self, state: PipelineState) -> None:
         if state is self.state or self.state is PipelineState.CLOSED:
@@ -129,6 +148,7 @@ class SessionRuntime:
             "session_id": self.session_id,
             "state": self.state.value,
             "turns_completed": self.pipeline.turns_completed,
+            "interruptions": self.pipeline.interruptions,
             "audio_bytes_in": self.audio_bytes_in,
             "audio_bytes_out": self.outbox.audio_bytes_out,
             "bad_frames": self.bad_frames,

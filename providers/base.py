@@ -81,6 +81,25 @@ class VAD(ABC):
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a turn-detection provider may look at when the user falls silent."""
+
+    speech_s: float  # how long the user has been speaking in this utterance
+    history: list[dict[str, str]]  # the conversation so far
+
+
+class TurnDetection(ABC):
+    """Decides how much silence ends the user's turn, between the configured min and max
+    endpointing delay. The `vad` provider always answers the minimum; a model that judges from
+    the words whether the user is done slots in here."""
+
+    name: str = "turn_detection"
+
+    @abstractmethod
+    def end_of_turn_silence_s(self, ctx: TurnContext, min_s: float, max_s: float) -> float: ...
+
+
 @dataclass(slots=True)
 class AgentContext:
     """What an agent may use besides the transcript: who is talking and what was said before."""
@@ -92,10 +111,16 @@ class AgentContext:
 
 
 class Agent(ABC):
+    """Answers the user. Implement `reply`, or override `stream` to yield text as it is written
+    (speech then starts on the first sentence instead of after the whole answer)."""
+
     name: str = "agent"
 
     @abstractmethod
     async def reply(self, transcript: str, ctx: AgentContext) -> str: ...
+
+    async def stream(self, transcript: str, ctx: AgentContext) -> AsyncIterator[str]:
+        yield await self.reply(transcript, ctx)
 
     async def aclose(self) -> None:
         return None

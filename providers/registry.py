@@ -62,6 +62,9 @@ VAD_PROVIDERS = Registry(
     "vad",
     {"silero": "providers.vad.silero:SileroVAD", "webrtc": "providers.vad.webrtc:WebrtcVAD"},
 )
+TURN_DETECTORS = Registry(
+    "turn_detection", {"vad": "providers.turn_detection.vad:VadTurnDetection"}
+)
 AGENTS = Registry(
     "agent",
     {"echo": "providers.agents.echo:EchoAgent", "webhook": "providers.agents.webhook:WebhookAgent"},
