@@ -19,7 +19,12 @@ import ray
 
 from actors.errors import as_backend_error
 from actors.registry import REGISTRY_NAME, SessionRegistry
-from actors.session_actor import SESSION_RESOURCE, SessionActor, SessionSpec
+from actors.session_actor import (
+    DEFAULT_S2S_PROVIDER,
+    SESSION_RESOURCE,
+    SessionActor,
+    SessionSpec,
+)
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from providers.backend import BackendProvider
@@ -87,17 +92,12 @@ class Supervisor:
                 field="transport",
             )
         if sc.pipeline_type is PipelineType.S2S:
-            S2S_PROVIDERS.resolve(config.s2s_provider or "")
-            raise BackendError(
-                "create_session",
-                ErrorCode.INVALID_CONFIG,
-                "pipeline_type: s2s sessions are not available yet",
-                field="pipeline_type",
-            )
-        STT_PROVIDERS.resolve(config.stt_provider or "")
-        TTS_PROVIDERS.resolve(config.tts_provider or "")
-        VAD_PROVIDERS.resolve(config.vad_provider)
-        TURN_DETECTORS.resolve(config.turn_detection_provider)
+            S2S_PROVIDERS.resolve(config.s2s_provider or DEFAULT_S2S_PROVIDER)
+        else:
+            STT_PROVIDERS.resolve(config.stt_provider or "")
+            TTS_PROVIDERS.resolve(config.tts_provider or "")
+            VAD_PROVIDERS.resolve(config.vad_provider)
+            TURN_DETECTORS.resolve(config.turn_detection_provider)
         if sc.agent is not None and sc.agent_callback is None and sc.agent_instance is None:
             AGENTS.resolve(sc.agent["type"])
 
@@ -133,6 +133,7 @@ class Supervisor:
                 sample_rate_hz=sc.sample_rate_hz,
                 output_sample_rate_hz=sc.output_sample_rate_hz,
                 namespace=self.namespace,
+                pipeline_type=sc.pipeline_type.value,
                 stage_options=self.provider.stage_options(),
                 agent_spec=sc.agent,
                 agent_callback=sc.agent_callback,

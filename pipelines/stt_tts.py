@@ -103,6 +103,7 @@ class SttTtsPipeline:
         self._over_agent = False  # the current utterance began while the agent was speaking
         self.turns_completed = 0
         self.interruptions = 0
+        self.last_playout: Playout | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -279,6 +280,7 @@ class SttTtsPipeline:
         current = asyncio.current_task()
         assert current is not None
         self._speaking = (turn, playout, current)
+        self.last_playout = playout
         try:
             reply = await self._speak_agent_reply(turn, playout)
         finally:
@@ -338,6 +340,17 @@ class SttTtsPipeline:
                 if playout.sent_s and not turn.first_audio:
                     turn.first_audio = time.monotonic()
         await playout.play(resampler.flush().tobytes())
+
+    def truncate_last_reply(self, heard_s: float) -> None:
+        """Make the history's last reply what the first `heard_s` seconds of its audio said
+        (for a listener whose playout position is known better elsewhere)."""
+        if self.last_playout is None:
+            return
+        heard = self.last_playout.heard_text_at(heard_s)
+        if self.ctx.history and self.ctx.history[-1]["role"] == "assistant":
+            self.ctx.history.pop()
+        if heard:
+            self.ctx.history.append({"role": "assistant", "content": heard})
 
     def _finish_interrupted(self, turn: TurnTimings) -> None:
         if turn.heard_text:

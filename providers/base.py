@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +124,72 @@ class Agent(ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+# -- speech-to-speech ------------------------------------------------------------------------
+# Shaped after OpenAI Realtime, the reference s2s protocol: audio streams in, the model detects
+# turns itself (server VAD), and its answer streams back as audio plus transcripts.
+
+
+@dataclass(frozen=True, slots=True)
+class S2sCapabilities:
+    sample_rate_hz: int  # PCM16 mono, both directions
+    server_turn_detection: bool = True  # the model decides when the user is done
+
+
+S2sEventKind = Literal[
+    "speech_started",  # the user started speaking (barge-in point)
+    "speech_stopped",  # the user's turn ended
+    "user_transcript",  # final transcript of the user's turn
+    "agent_transcript",  # a piece of the reply's text
+    "audio",  # a piece of the reply's audio
+    "response_done",  # the reply is complete (or was cancelled)
+    "error",
+]
+
+
+@dataclass(slots=True)
+class S2sEvent:
+    kind: S2sEventKind
+    audio: bytes = b""
+    text: str = ""
+    response_id: str = ""
+    code: str = ""  # for errors: one of backend.errors.ErrorCode
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class S2sOptions:
+    instructions: str = "You are a helpful voice assistant. Answer briefly."
+    voice: str | None = None
+    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    min_silence_s: float = 0.5
+    history: tuple[tuple[str, str], ...] = ()  # (role, text) carried over on reconnect
+    agent: Agent | None = None  # used by s2s providers that compose an agent (the local one)
+
+
+class S2sSession(ABC):
+    """One live conversation with a speech-to-speech model."""
+
+    @abstractmethod
+    async def send_audio(self, pcm16: bytes) -> None: ...
+
+    @abstractmethod
+    def events(self) -> AsyncIterator[S2sEvent]:
+        """Server events until the session closes."""
+
+    @abstractmethod
+    async def interrupt(self, played_ms: int) -> None:
+        """The user barged in: stop the reply and keep only its first `played_ms` of audio
+        (Realtime: `response.cancel` + `conversation.item.truncate` with `audio_end_ms`)."""
+
+    async def aclose(self) -> None:
+        return None
+
+
+class S2S(ABC):
+    name: str = "s2s"
+    capabilities: S2sCapabilities
+
+    @abstractmethod
+    async def connect(self, options: S2sOptions) -> S2sSession: ...
