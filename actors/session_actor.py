@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from opentelemetry import trace
 
+from actors.metrics import record_turn
 from actors.stage_actors import placement, start_s2s_stage, start_stages
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
@@ -86,6 +87,7 @@ class SessionActor:
             "agent": agent,
             "metadata": spec.metadata,
             "tracer": tracer,
+            "on_turn": self._turn_observer(config, spec.pipeline_type),
         }
         if spec.pipeline_type == PipelineType.S2S.value:
             s2s_provider = config.s2s_provider or DEFAULT_S2S_PROVIDER
@@ -119,6 +121,18 @@ class SessionActor:
                 },
             )
         return {**placement(), "stages": stages}
+
+    @staticmethod
+    def _turn_observer(config: Config, pipeline: str) -> Any:
+        if not config.enable_metrics:
+            return None
+        provider = (
+            config.s2s_provider or DEFAULT_S2S_PROVIDER
+            if pipeline == PipelineType.S2S.value
+            else f"{config.stt_provider}+{config.tts_provider}"
+        )
+        tags = {"provider": provider, "pipeline": pipeline}
+        return lambda turn: record_turn(turn, config.latency_target, tags)
 
     def _rt(self) -> SessionRuntime:
         if self.runtime is None:

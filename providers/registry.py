@@ -68,5 +68,9 @@ TURN_DETECTORS = Registry(
 )
 AGENTS = Registry(
     "agent",
-    {"echo": "providers.agents.echo:EchoAgent", "webhook": "providers.agents.webhook:WebhookAgent"},
+    {
+        "echo": "providers.agents.echo:EchoAgent",
+        "webhook": "providers.agents.webhook:WebhookAgent",
+        "openai": "providers.agents.openai_chat:OpenAIAgent",
+    },
 )
