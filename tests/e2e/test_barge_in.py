@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 import websockets
 
-from backend.http_client import HttpClient
+from backend.http_client import HttpClient, send_realtime
 from tests.conftest import speak
 
 pytestmark = pytest.mark.ray
@@ -21,15 +20,10 @@ LONG_PREFIX = (
     "while so that you can interrupt it. And it goes on even longer than that. You said: "
 )
 RATE = 16000
-FRAME = 640
 
 
 async def stream(ws: Any, pcm: bytes, silence_s: float) -> None:
-    pcm += bytes(int(RATE * silence_s) * 2)
-    start = time.monotonic()
-    for i, off in enumerate(range(0, len(pcm), FRAME)):
-        await ws.send(pcm[off : off + FRAME])
-        await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+    await send_realtime(ws.send, pcm + bytes(int(RATE * silence_s) * 2), RATE)
 
 
 async def test_talking_over_the_agent_stops_its_audio(base_url: str, hello_16k: bytes) -> None:
