@@ -134,7 +134,7 @@ class Supervisor:
                 output_sample_rate_hz=sc.output_sample_rate_hz,
                 namespace=self.namespace,
                 pipeline_type=sc.pipeline_type.value,
-                stage_options=self.provider.stage_options(),
+                stage_options=stage_options(self.provider, config),
                 agent_spec=sc.agent,
                 agent_callback=sc.agent_callback,
                 agent_instance=sc.agent_instance,
@@ -247,6 +247,14 @@ class Supervisor:
         for rec in await self.registry.take_reaped.remote():
             with contextlib.suppress(Exception):
                 await self.provider.close_session(rec["session_id"])
+
+
+def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[str, Any]]:
+    """Constructor options per stage provider: the backend provider's, then the config's."""
+    merged = {name: dict(values) for name, values in provider.stage_options().items()}
+    for name, values in config.stage_provider_config.items():
+        merged[name] = {**merged.get(name, {}), **values}
+    return merged
 
 
 def _not_found(op: str, session_id: str) -> BackendError:

@@ -103,6 +103,9 @@ class Config(_Model):
     vad_provider: str = "silero"
     turn_detection_provider: str = "vad"
     provider_config: dict[str, Any] = Field(default_factory=dict)
+    # Options of stage providers (stt, tts, s2s, vad), keyed by their name, e.g.
+    # {"cartesia": {"api_key": ..., "voice_id": ...}}; merged over the backend provider's own.
+    stage_provider_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_concurrent_sessions: int = Field(default=100, ge=0)
     latency_target: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
     timeout: float = Field(default=30.0, ge=1.0, le=300.0, description="seconds")
@@ -166,9 +169,12 @@ class Config(_Model):
         return self
 
     def public_dict(self) -> dict[str, Any]:
-        """The config as shown to users: secrets in `provider_config` are masked."""
+        """The config as shown to users: secrets in provider options are masked."""
         data = self.model_dump(mode="json")
         data["provider_config"] = mask_secrets(self.provider_config)
+        data["stage_provider_config"] = {
+            name: mask_secrets(values) for name, values in self.stage_provider_config.items()
+        }
         return data
 
 
