@@ -113,6 +113,13 @@ class SessionRegistry:
         self.handles.pop(session_id, None)
         return self.records.pop(session_id, None) is not None
 
+    def session_ended(self, session_id: str, reason: str) -> bool:
+        """A session ended on its own (its client left): free the slot now, and leave the record
+        for the supervisor to release provider-side (`take_reaped`)."""
+        known = session_id in self.records
+        self._reap(session_id, reason)
+        return known
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
         return self.records.get(session_id)

@@ -56,6 +56,11 @@ class BackendProvider(ABC):
         """Constructor options for stage providers, keyed by stage provider name."""
         return {}
 
+    def webrtc_options(self) -> dict[str, Any]:
+        """For sessions whose transport is webrtc: `ice_servers` (STUN/TURN, as in the browser's
+        RTCIceServer) and `host_addresses` (local addresses to offer; None: all but loopback)."""
+        return {}
+
     async def check_health(self) -> dict[str, Any]:
         """Reachability of the provider's remote side, for `health_check` details."""
         return {"reachable": True}
