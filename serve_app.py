@@ -28,6 +28,7 @@ from actors.errors import as_backend_error
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
+from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
 
@@ -268,22 +269,21 @@ class VoiceIngress:
 
 # -- deployment ------------------------------------------------------------------------------
 def build_app(args: dict[str, str]) -> Any:
-    """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`.
-
-    Arguments fall back to VOICE_PROVIDER / VOICE_MAX_SESSIONS, then to the defaults.
-    """
+    """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`
+    (or `config=backend.yaml`). Values not given come from `VOICE_BACKEND_*` variables, then the
+    defaults (`backend.config_file`)."""
     if not ray.is_initialized():
         # `serve run` calls this builder before it starts Ray itself; a node it starts then
         # offers session slots (an address given to `serve run` joins a cluster as it is).
         os.environ.setdefault(
             "RAY_OVERRIDE_RESOURCES", json.dumps({SESSION_RESOURCE: SESSION_SLOTS_PER_NODE})
         )
-    provider = args.get("provider") or os.environ.get("VOICE_PROVIDER", "local")
-    config: dict[str, Any] = {}
-    max_sessions = args.get("max_sessions") or os.environ.get("VOICE_MAX_SESSIONS")
-    if max_sessions is not None:
-        config["max_concurrent_sessions"] = int(max_sessions)
-    return VoiceIngress.bind(provider, config)
+    config = load_config(
+        args.get("config"),
+        provider=args.get("provider"),
+        max_concurrent_sessions=args.get("max_sessions"),
+    )
+    return VoiceIngress.bind(config.provider, config.model_dump(mode="json"))
 
 
 def __getattr__(name: str) -> Any:

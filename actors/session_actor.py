@@ -14,22 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from opentelemetry import trace
 
-from actors.stage_actors import placement, start_stages
+from actors.metrics import record_turn
+from actors.stage_actors import placement, start_s2s_stage, start_stages
 from backend.errors import BackendError, ErrorCode
-from backend.iface import Config
+from backend.iface import Config, PipelineType
 from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
-from providers.registry import VAD_PROVIDERS
+from providers.base import S2sOptions
+from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 SESSION_RESOURCE = "voice_session"
+DEFAULT_S2S_PROVIDER = "local"  # s2s sessions on a backend configured without an s2s provider
 
 
 @dataclass
@@ -42,6 +46,7 @@ class SessionSpec:
     sample_rate_hz: int
     output_sample_rate_hz: int
     namespace: str
+    pipeline_type: str = PipelineType.STT_TTS.value
     stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     agent_spec: dict[str, Any] | None = None
     agent_callback: Any = None  # shipped with cloudpickle; runs inside this actor
@@ -55,9 +60,10 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
     return PipelineSettings(
         output_sample_rate_hz=output_sample_rate_hz,
         latency_target_s=config.latency_target,
-        endpointing=EndpointingConfig(
-            min_silence_s=config.min_endpointing_delay,
-        ),
+        endpointing=EndpointingConfig(min_silence_s=config.min_endpointing_delay),
+        max_endpointing_delay_s=config.max_endpointing_delay,
+        allow_interruptions=config.allow_interruptions,
+        min_interruption_s=config.min_interruption_duration,
         retry=RetryPolicy(
             timeout_s=config.timeout,
             max_retries=config.max_retries,
@@ -77,25 +83,62 @@ class SessionActor:
         """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
         spec = self.spec
         config = Config(**spec.config)
-        stt, tts, stages = await start_stages(
-            spec.session_id,
-            spec.namespace,
-            config.stt_provider or "",
-            config.tts_provider or "",
-            spec.stage_options,
-        )
-        self.runtime = SessionRuntime(
-            session_id=spec.session_id,
-            user_id=spec.user_id,
-            input_sample_rate_hz=spec.sample_rate_hz,
-            settings=settings_from(config, spec.output_sample_rate_hz),
-            vad=VAD_PROVIDERS.create(config.vad_provider),
-            stt=stt,
-            tts=tts,
-            agent=build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
-            metadata=spec.metadata,
-        )
+        agent = build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec)
+        tracer = trace.get_tracer("voice_backend") if config.enable_tracing else None
+        common: dict[str, Any] = {
+            "session_id": spec.session_id,
+            "user_id": spec.user_id,
+            "input_sample_rate_hz": spec.sample_rate_hz,
+            "settings": settings_from(config, spec.output_sample_rate_hz),
+            "agent": agent,
+            "metadata": spec.metadata,
+            "tracer": tracer,
+            "on_turn": self._turn_observer(config, spec.pipeline_type),
+        }
+        if spec.pipeline_type == PipelineType.S2S.value:
+            s2s_provider = config.s2s_provider or DEFAULT_S2S_PROVIDER
+            s2s, stages = await start_s2s_stage(
+                spec.session_id, spec.namespace, s2s_provider, spec.stage_options
+            )
+            self.runtime = SessionRuntime(
+                **common,
+                s2s=s2s,
+                s2s_options=S2sOptions(min_silence_s=config.min_endpointing_delay),
+                trace_attributes={"user.id": spec.user_id, "s2s.provider": s2s_provider},
+            )
+        else:
+            stt, tts, stages = await start_stages(
+                spec.session_id,
+                spec.namespace,
+                config.stt_provider or "",
+                config.tts_provider or "",
+                spec.stage_options,
+            )
+            self.runtime = SessionRuntime(
+                **common,
+                vad=VAD_PROVIDERS.create(config.vad_provider),
+                stt=stt,
+                tts=tts,
+                turn_detection=TURN_DETECTORS.create(config.turn_detection_provider),
+                trace_attributes={
+                    "user.id": spec.user_id,
+                    "stt.provider": config.stt_provider or "",
+                    "tts.provider": config.tts_provider or "",
+                },
+            )
         return {**placement(), "stages": stages}
+
+    @staticmethod
+    def _turn_observer(config: Config, pipeline: str) -> Any:
+        if not config.enable_metrics:
+            return None
+        provider = (
+            config.s2s_provider or DEFAULT_S2S_PROVIDER
+            if pipeline == PipelineType.S2S.value
+            else f"{config.stt_provider}+{config.tts_provider}"
+        )
+        tags = {"provider": provider, "pipeline": pipeline}
+        return lambda turn: record_turn(turn, config.latency_target, tags)
 
     def _rt(self) -> SessionRuntime:
         if self.runtime is None:

@@ -15,8 +15,19 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from providers.base import STT, TTS, SttCapabilities, SttStream, TtsCapabilities
-from providers.registry import STT_PROVIDERS, TTS_PROVIDERS
+from providers.base import (
+    S2S,
+    STT,
+    TTS,
+    S2sCapabilities,
+    S2sEvent,
+    S2sOptions,
+    S2sSession,
+    SttCapabilities,
+    SttStream,
+    TtsCapabilities,
+)
+from providers.registry import S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS
 
 STAGE_MAX_RESTARTS = 3
 
@@ -71,6 +82,44 @@ class TtsStageActor:
         return "ok"
 
 
+@ray.remote(num_cpus=0, max_restarts=0)
+class S2sStageActor:
+    """One speech-to-speech model connection for one session. `events` is a streaming
+    generator the session consumes for the whole call; audio and interrupts arrive beside it."""
+
+    def __init__(self, provider: str, options: dict[str, Any]) -> None:
+        self.s2s: S2S = S2S_PROVIDERS.create(provider, **options)
+        self.session: S2sSession | None = None
+
+    def describe(self) -> tuple[S2sCapabilities, dict[str, Any]]:
+        return self.s2s.capabilities, placement()
+
+    async def connect(self, options: S2sOptions) -> None:
+        if self.session is not None:
+            await self.session.aclose()
+        self.session = await self.s2s.connect(options)
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        assert self.session is not None, "connect first"
+        await self.session.send_audio(pcm16)
+
+    async def events(self) -> AsyncIterator[S2sEvent]:
+        assert self.session is not None, "connect first"
+        async for event in self.session.events():
+            yield event
+
+    async def interrupt(self, played_ms: int) -> None:
+        assert self.session is not None, "connect first"
+        await self.session.interrupt(played_ms)
+
+    async def aclose(self) -> None:
+        if self.session is not None:
+            await self.session.aclose()
+
+    def ping(self) -> str:
+        return "ok"
+
+
 class _RemoteSttStream(SttStream):
     def __init__(self, actor: Any, utterance_id: int) -> None:
         self._actor = actor
@@ -101,8 +150,44 @@ class RemoteTTS(TTS):
         self.name = name
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        async for ref in self.actor.synthesize.remote(text):
+        chunks = self.actor.synthesize.remote(text)
+        finished = False
+        try:
+            async for ref in chunks:
+                yield await ref
+            finished = True
+        finally:
+            if not finished:  # a barge-in closed us: stop the generation on the stage too
+                ray.cancel(chunks)
+
+
+class _RemoteS2sSession(S2sSession):
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        await self._actor.send_audio.remote(pcm16)
+
+    async def events(self) -> AsyncIterator[S2sEvent]:
+        async for ref in self._actor.events.remote():
             yield await ref
+
+    async def interrupt(self, played_ms: int) -> None:
+        await self._actor.interrupt.remote(played_ms)
+
+    async def aclose(self) -> None:
+        await self._actor.aclose.remote()
+
+
+class RemoteS2S(S2S):
+    def __init__(self, actor: Any, capabilities: S2sCapabilities, name: str) -> None:
+        self.actor = actor
+        self.capabilities = capabilities
+        self.name = name
+
+    async def connect(self, options: S2sOptions) -> S2sSession:
+        await self.actor.connect.remote(options)
+        return _RemoteS2sSession(self.actor)
 
 
 def pinned_here(name: str, namespace: str) -> dict[str, Any]:
@@ -138,3 +223,14 @@ async def start_stages(
         RemoteTTS(tts_actor, tts_caps, tts_provider),
         {"stt": {"provider": stt_provider, **stt_at}, "tts": {"provider": tts_provider, **tts_at}},
     )
+
+
+async def start_s2s_stage(
+    session_id: str, namespace: str, provider: str, stage_options: dict[str, dict[str, Any]]
+) -> tuple[RemoteS2S, dict[str, dict[str, Any]]]:
+    """Start the session's speech-to-speech stage on this node and wait until it is loaded."""
+    actor = S2sStageActor.options(**pinned_here(f"session:{session_id}/s2s", namespace)).remote(
+        provider, stage_options.get(provider, {})
+    )
+    caps, at = await actor.describe.remote()
+    return RemoteS2S(actor, caps, provider), {"s2s": {"provider": provider, **at}}

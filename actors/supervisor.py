@@ -19,7 +19,12 @@ import ray
 
 from actors.errors import as_backend_error
 from actors.registry import REGISTRY_NAME, SessionRegistry
-from actors.session_actor import SESSION_RESOURCE, SessionActor, SessionSpec
+from actors.session_actor import (
+    DEFAULT_S2S_PROVIDER,
+    SESSION_RESOURCE,
+    SessionActor,
+    SessionSpec,
+)
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from providers.backend import BackendProvider
@@ -29,6 +34,7 @@ from providers.registry import (
     S2S_PROVIDERS,
     STT_PROVIDERS,
     TTS_PROVIDERS,
+    TURN_DETECTORS,
     VAD_PROVIDERS,
 )
 
@@ -79,16 +85,12 @@ class Supervisor:
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
         if sc.pipeline_type is PipelineType.S2S:
-            S2S_PROVIDERS.resolve(config.s2s_provider or "")
-            raise BackendError(
-                "create_session",
-                ErrorCode.INVALID_CONFIG,
-                "pipeline_type: s2s sessions are not available yet",
-                field="pipeline_type",
-            )
-        STT_PROVIDERS.resolve(config.stt_provider or "")
-        TTS_PROVIDERS.resolve(config.tts_provider or "")
-        VAD_PROVIDERS.resolve(config.vad_provider)
+            S2S_PROVIDERS.resolve(config.s2s_provider or DEFAULT_S2S_PROVIDER)
+        else:
+            STT_PROVIDERS.resolve(config.stt_provider or "")
+            TTS_PROVIDERS.resolve(config.tts_provider or "")
+            VAD_PROVIDERS.resolve(config.vad_provider)
+            TURN_DETECTORS.resolve(config.turn_detection_provider)
         if sc.agent is not None and sc.agent_callback is None and sc.agent_instance is None:
             AGENTS.resolve(sc.agent["type"])
 
@@ -129,7 +131,8 @@ class Supervisor:
                 sample_rate_hz=sc.sample_rate_hz,
                 output_sample_rate_hz=sc.output_sample_rate_hz,
                 namespace=self.namespace,
-                stage_options=self.provider.stage_options(),
+                pipeline_type=sc.pipeline_type.value,
+                stage_options=stage_options(self.provider, config),
                 agent_spec=sc.agent,
                 agent_callback=sc.agent_callback,
                 agent_instance=sc.agent_instance,
@@ -244,6 +247,14 @@ class Supervisor:
         for rec in await self.registry.take_reaped.remote():
             with contextlib.suppress(Exception):
                 await self.provider.close_session(rec["session_id"])
+
+
+def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[str, Any]]:
+    """Constructor options per stage provider: the backend provider's, then the config's."""
+    merged = {name: dict(values) for name, values in provider.stage_options().items()}
+    for name, values in config.stage_provider_config.items():
+        merged[name] = {**merged.get(name, {}), **values}
+    return merged
 
 
 def webrtc_media(

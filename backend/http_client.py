@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,30 @@ class CallResult:
     @property
     def states(self) -> list[str]:
         return [e["state"] for e in self.of_type("state")]
+
+
+async def send_realtime(
+    send: Callable[[bytes], Awaitable[Any]],
+    pcm16: bytes,
+    sample_rate_hz: int,
+    *,
+    frame_ms: int = 20,
+    realtime: bool = True,
+    mark_at_s: float | None = None,
+) -> float | None:
+    """Send `pcm16` in `frame_ms` frames, paced like a microphone (or as fast as possible).
+    Returns when the frame reaching `mark_at_s` into the audio was sent (monotonic time)."""
+    frame_bytes = int(sample_rate_hz * frame_ms / 1000) * 2
+    mark_byte = None if mark_at_s is None else int(mark_at_s * sample_rate_hz) * 2
+    marked: float | None = None
+    start = time.monotonic()
+    for i, off in enumerate(range(0, len(pcm16), frame_bytes)):
+        await send(pcm16[off : off + frame_bytes])
+        if marked is None and mark_byte is not None and off + frame_bytes >= mark_byte:
+            marked = time.monotonic()
+        if realtime:
+            await asyncio.sleep(max(0.0, start + (i + 1) * frame_ms / 1000 - time.monotonic()))
+    return marked
 
 
 class HttpClient:
@@ -102,21 +127,19 @@ class HttpClient:
         media = session["media"]
         url = f"{media['url']}?token={media['token']}"
         result = CallResult()
-        frame_bytes = int(sample_rate_hz * frame_ms / 1000) * 2
         silence = bytes(int(sample_rate_hz * trailing_silence_s) * 2)
         async with websockets.connect(url, max_size=None) as ws:
 
             async def send() -> None:
-                stream = pcm16 + silence
-                start = time.monotonic()
-                for i, off in enumerate(range(0, len(stream), frame_bytes)):
-                    await ws.send(stream[off : off + frame_bytes])
-                    if off < len(pcm16) <= off + frame_bytes:
-                        result.speech_sent_at = time.monotonic()
-                    if realtime:
-                        delay = start + (i + 1) * frame_ms / 1000 - time.monotonic()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
+                speech_s = len(pcm16) / 2 / sample_rate_hz
+                result.speech_sent_at = await send_realtime(
+                    ws.send,
+                    pcm16 + silence,
+                    sample_rate_hz,
+                    frame_ms=frame_ms,
+                    realtime=realtime,
+                    mark_at_s=speech_s,
+                )
 
             async def receive() -> None:
                 done = 0

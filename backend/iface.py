@@ -103,6 +103,9 @@ class Config(_Model):
     vad_provider: str = "silero"
     turn_detection_provider: str = "vad"
     provider_config: dict[str, Any] = Field(default_factory=dict)
+    # Options of stage providers (stt, tts, s2s, vad), keyed by their name, e.g.
+    # {"cartesia": {"api_key": ..., "voice_id": ...}}; merged over the backend provider's own.
+    stage_provider_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_concurrent_sessions: int = Field(default=100, ge=0)
     latency_target: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
     timeout: float = Field(default=30.0, ge=1.0, le=300.0, description="seconds")
@@ -111,6 +114,10 @@ class Config(_Model):
     # Endpointing: silence that ends a user turn (LiveKit's min/max endpointing delay).
     min_endpointing_delay: float = Field(default=0.5, ge=0.1, le=5.0, description="seconds")
     max_endpointing_delay: float = Field(default=3.0, ge=0.1, le=10.0, description="seconds")
+    # Barge-in: the user speaking over the agent for this long interrupts it; shorter is a
+    # backchannel ("yeah", "ok") and the agent goes on.
+    allow_interruptions: bool = True
+    min_interruption_duration: float = Field(default=0.5, ge=0.05, le=5.0, description="seconds")
     health_check_interval: float = Field(default=5.0, ge=0.2, le=300.0, description="seconds")
     enable_tracing: bool = False
     enable_metrics: bool = True
@@ -122,6 +129,7 @@ class Config(_Model):
         "retry_delay",
         "min_endpointing_delay",
         "max_endpointing_delay",
+        "min_interruption_duration",
         "health_check_interval",
         mode="before",
     )(_seconds)
@@ -161,9 +169,12 @@ class Config(_Model):
         return self
 
     def public_dict(self) -> dict[str, Any]:
-        """The config as shown to users: secrets in `provider_config` are masked."""
+        """The config as shown to users: secrets in provider options are masked."""
         data = self.model_dump(mode="json")
         data["provider_config"] = mask_secrets(self.provider_config)
+        data["stage_provider_config"] = {
+            name: mask_secrets(values) for name, values in self.stage_provider_config.items()
+        }
         return data
 
 

@@ -28,6 +28,9 @@ class EndpointingConfig:
 class TurnDetector:
     def __init__(self, config: EndpointingConfig | None = None) -> None:
         self.config = config or EndpointingConfig()
+        # Silence that ends the current utterance; a turn-detection provider may lengthen it
+        # (up to the max endpointing delay) when it judges the user is not done.
+        self.required_silence_s = self.config.min_silence_s
         self.in_speech = False
         self.clock_s = 0.0
         self.speech_started_at_s = 0.0
@@ -57,9 +60,15 @@ class TurnDetector:
         else:
             self._silence_run_s += frame_s
         too_long = self.clock_s - self.speech_started_at_s >= cfg.max_utterance_s
-        if self._silence_run_s >= cfg.min_silence_s or too_long:
+        if self._silence_run_s >= self.required_silence_s or too_long:
             self.in_speech = False
             self._speech_run_s = 0.0
             self._silence_run_s = 0.0
             return TurnEvent.SPEECH_ENDED
         return None
+
+    @property
+    def speech_s(self) -> float:
+        """How long the user has spoken in the current utterance, up to the last voiced frame
+        (the trailing silence that may end it does not count); 0 when not in speech."""
+        return self.last_speech_at_s - self.speech_started_at_s if self.in_speech else 0.0

@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+
+from opentelemetry.trace import Tracer
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import PipelineState
 from pipelines.audio import PIPELINE_RATE_HZ, StreamResampler, decode_frame
 from pipelines.outbox import Outbox
+from pipelines.s2s import S2sPipeline
 from pipelines.stt_tts import PipelineSettings, SttTtsPipeline
-from providers.base import STT, TTS, VAD, Agent, AgentContext
+from pipelines.turn_metrics import TurnTimings
+from providers.base import (
+    S2S,
+    STT,
+    TTS,
+    VAD,
+    Agent,
+    AgentContext,
+    S2sOptions,
+    TurnDetection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +43,17 @@ class SessionRuntime:
         user_id: str,
         input_sample_rate_hz: int,
         settings: PipelineSettings,
-        vad: VAD,
-        stt: STT,
-        tts: TTS,
         agent: Agent,
+        vad: VAD | None = None,
+        stt: STT | None = None,
+        tts: TTS | None = None,
+        s2s: S2S | None = None,
+        s2s_options: S2sOptions | None = None,
         metadata: dict[str, Any] | None = None,
+        turn_detection: TurnDetection | None = None,
+        tracer: Tracer | None = None,
+        trace_attributes: dict[str, Any] | None = None,
+        on_turn: Callable[[TurnTimings], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
@@ -46,16 +67,35 @@ class SessionRuntime:
         self.bad_frames = 0
         self._resampler = StreamResampler(input_sample_rate_hz, PIPELINE_RATE_HZ)
         self.ctx = AgentContext(session_id=session_id, user_id=user_id, metadata=self.metadata)
-        self.pipeline = SttTtsPipeline(
-            vad=vad,
-            stt=stt,
-            tts=tts,
-            agent=agent,
-            agent_context=self.ctx,
-            outbox=self.outbox,
-            settings=settings,
-            on_state=self._set_state,
-        )
+        self.pipeline: SttTtsPipeline | S2sPipeline
+        if s2s is not None:  # speech-to-speech: one model does the turn
+            self.pipeline = S2sPipeline(
+                s2s=s2s,
+                options=replace(s2s_options or S2sOptions(), agent=agent),
+                agent_context=self.ctx,
+                outbox=self.outbox,
+                settings=settings,
+                on_state=self._set_state,
+                on_turn=self._turn_done,
+            )
+        else:
+            if vad is None or stt is None or tts is None:
+                raise ValueError("an stt_tts session needs vad, stt and tts")
+            self.pipeline = SttTtsPipeline(
+                vad=vad,
+                stt=stt,
+                tts=tts,
+                agent=agent,
+                agent_context=self.ctx,
+                outbox=self.outbox,
+                settings=settings,
+                on_state=self._set_state,
+                turn_detection=turn_detection,
+                on_turn=self._turn_done,
+            )
+        self._tracer = tracer
+        self._trace_attributes = {"session.id": session_id, **(trace_attributes or {})}
+        self._on_turn = on_turn
         self._started = False
         self.outbox.put_event({"type": "state", "state": self.state.value})
 
@@ -84,6 +124,12 @@ class SessionRuntime:
             await self.pipeline.agent.aclose()
         except Exception:  # closing must not fail on a user agent's cleanup
             log.exception("session %s: agent cleanup failed", self.session_id)
+
+    def _turn_done(self, turn: TurnTimings) -> None:
+        if self._tracer is not None:
+            turn.record_trace(self._tracer, self._trace_attributes)
+        if self._on_turn is not None:
+            self._on_turn(turn)
 
     def _set_state(self, state: PipelineState) -> None:
         if state is self.state or self.state is PipelineState.CLOSED:
@@ -129,6 +175,7 @@ class SessionRuntime:
             "session_id": self.session_id,
             "state": self.state.value,
             "turns_completed": self.pipeline.turns_completed,
+            "interruptions": self.pipeline.interruptions,
             "audio_bytes_in": self.audio_bytes_in,
             "audio_bytes_out": self.outbox.audio_bytes_out,
             "bad_frames": self.bad_frames,

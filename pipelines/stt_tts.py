@@ -4,8 +4,10 @@ Inbound audio (already at `PIPELINE_RATE_HZ`) goes through the VAD and the turn 
 caller's task: that is cheap. While the user speaks, audio is streamed to the STT in ~100 ms
 batches (one stage call per batch, not per frame), so at end of speech only finalisation is left.
 Two tasks do the slow parts in order: the STT feeder (push/finish calls, strictly ordered) and
-the turn worker (agent + TTS). Every turn carries one `turn_id` and its timings end up in one
-`metrics` event.
+the turn worker (agent + TTS, one turn at a time, each turn its own task so that a barge-in can
+cancel it). The agent's text is spoken sentence by sentence as it streams in, and the audio is
+paced out (`pipelines.playout`), so an interruption silences the agent within one inbound frame
+and the history keeps only what the user heard.
 """
 
 from __future__ import annotations
@@ -26,48 +28,27 @@ from backend.iface import PipelineState
 from pipelines.audio import PIPELINE_RATE_HZ, FrameSlicer, StreamResampler
 from pipelines.endpointing import EndpointingConfig, TurnDetector, TurnEvent
 from pipelines.outbox import Outbox
-from providers.base import STT, TTS, VAD, Agent, AgentContext, SttStream
+from pipelines.playout import LEAD_S, Playout
+from pipelines.sentences import SentenceAggregator
+from pipelines.turn_loop import TurnLoop, as_backend_error
+from pipelines.turn_metrics import TurnTimings
+from providers.base import (
+    STT,
+    TTS,
+    VAD,
+    Agent,
+    AgentContext,
+    SttStream,
+    TurnContext,
+    TurnDetection,
+)
 from providers.retry import RetryPolicy, call_with_retry
+from providers.turn_detection.vad import VadTurnDetection
 
 log = logging.getLogger(__name__)
 
 STT_BATCH_S = 0.1
 PREROLL_S = 0.3  # audio kept from before speech was confirmed, so the first syllable survives
-OUT_CHUNK_S = 0.02
-
-
-@dataclass(slots=True)
-class TurnTimings:
-    """Wall-clock marks of one turn (monotonic seconds)."""
-
-    turn_id: int
-    end_of_speech: float = 0.0  # when the last speech frame arrived
-    end_of_turn: float = 0.0  # when the endpointer decided the user was done
-    transcript: float = 0.0
-    agent_reply: float = 0.0
-    first_audio: float = 0.0
-    done: float = 0.0
-    text: str = ""
-
-    def as_metrics(self, latency_target_s: float) -> dict[str, Any]:
-        def ms(a: float, b: float) -> float | None:
-            return round((b - a) * 1000, 1) if a and b else None
-
-        response_ms = ms(self.end_of_turn, self.first_audio)
-        return {
-            "type": "metrics",
-            "turn_id": self.turn_id,
-            "end_of_turn_delay_ms": ms(self.end_of_speech, self.end_of_turn),
-            "stt_final_ms": ms(self.end_of_turn, self.transcript),
-            "agent_ms": ms(self.transcript, self.agent_reply),
-            "tts_first_audio_ms": ms(self.agent_reply, self.first_audio),
-            "response_ms": response_ms,
-            "voice_to_voice_ms": ms(self.end_of_speech, self.first_audio),
-            "latency_target_ms": round(latency_target_s * 1000, 1),
-            # The target covers what the backend controls: end of turn → first reply audio.
-            "met_latency_target": response_ms is not None
-            and response_ms <= latency_target_s * 1000,
-        }
 
 
 @dataclass(slots=True)
@@ -75,10 +56,14 @@ class PipelineSettings:
     output_sample_rate_hz: int = 16000
     latency_target_s: float = 0.5
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
+    max_endpointing_delay_s: float = 3.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    allow_interruptions: bool = True
+    min_interruption_s: float = 0.5  # speech over the agent shorter than this is a backchannel
+    playout_lead_s: float = LEAD_S
 
 
-class SttTtsPipeline:
+class SttTtsPipeline(TurnLoop):
     def __init__(
         self,
         *,
@@ -90,7 +75,10 @@ class SttTtsPipeline:
         outbox: Outbox,
         settings: PipelineSettings,
         on_state: Callable[[PipelineState], None],
+        turn_detection: TurnDetection | None = None,
+        on_turn: Callable[[TurnTimings], None] | None = None,
     ) -> None:
+        super().__init__()
         self.vad = vad
         self.stt = stt
         self.tts = tts
@@ -98,7 +86,10 @@ class SttTtsPipeline:
         self.ctx = agent_context
         self.outbox = outbox
         self.settings = settings
+        self.latency_target_s = settings.latency_target_s
+        self.turn_detection = turn_detection or VadTurnDetection()
         self._on_state = on_state
+        self._on_turn = on_turn
         self._detector = TurnDetector(settings.endpointing)
         self._slicer = FrameSlicer(vad.frame_samples)
         self._frame_s = vad.frame_samples / PIPELINE_RATE_HZ
@@ -109,8 +100,10 @@ class SttTtsPipeline:
         self._turns: asyncio.Queue[TurnTimings] = asyncio.Queue()
         self._turn_counter = 0
         self._current: TurnTimings | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self.turns_completed = 0
+        # The reply being spoken, if any: what a barge-in cancels.
+        self._speaking: tuple[TurnTimings, Playout, asyncio.Task[None]] | None = None
+        self._over_agent = False  # the current utterance began while the agent was speaking
+        self.last_playout: Playout | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,35 +112,48 @@ class SttTtsPipeline:
             asyncio.create_task(self._turn_worker(), name="turn-worker"),
         ]
 
-    async def aclose(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-
     # -- inbound audio (caller's task) -----------------------------------------------------
     def on_audio(self, samples: np.ndarray) -> None:
+        det = self._detector
         for frame in self._slicer.push(samples):
             prob = self.vad.speech_probability(frame.tobytes())
-            event = self._detector.update(prob, self._frame_s)
+            event = det.update(prob, self._frame_s)
             if event is TurnEvent.SPEECH_STARTED:
                 self._begin_utterance()
-            if self._detector.in_speech or event is TurnEvent.SPEECH_ENDED:
+            if det.in_speech or event is TurnEvent.SPEECH_ENDED:
                 self._add_to_batch(frame)
             else:
                 self._preroll.append(frame)
+            if (
+                self._over_agent
+                and det.in_speech
+                and det.speech_s >= self.settings.min_interruption_s
+            ):
+                self._over_agent = False
+                self._interrupt()
             if event is TurnEvent.SPEECH_ENDED:
-                self._end_utterance()
+                if self._over_agent and self._speaking is not None:
+                    self._drop_utterance()  # a backchannel ("yeah", "ok"): the agent goes on
+                else:
+                    self._end_utterance()
+                self._over_agent = False
 
     def _begin_utterance(self) -> None:
         self._turn_counter += 1
         self._current = TurnTimings(turn_id=self._turn_counter)
+        self._over_agent = self._speaking is not None and self.settings.allow_interruptions
+        self._detector.required_silence_s = self._end_of_turn_silence_s()
         self._stt_cmds.put_nowait(("open", None))
         self.outbox.put_event({"type": "speech_started", "turn_id": self._turn_counter})
         for frame in self._preroll:
             self._add_to_batch(frame)
         self._preroll.clear()
+
+    def _end_of_turn_silence_s(self) -> float:
+        lo = self.settings.endpointing.min_silence_s
+        hi = max(lo, self.settings.max_endpointing_delay_s)
+        ctx = TurnContext(speech_s=self._detector.speech_s, history=list(self.ctx.history))
+        return min(hi, max(lo, self.turn_detection.end_of_turn_silence_s(ctx, lo, hi)))
 
     def _add_to_batch(self, frame: np.ndarray) -> None:
         self._batch.append(frame)
@@ -165,11 +171,38 @@ class SttTtsPipeline:
         turn = self._current or TurnTimings(turn_id=self._turn_counter)
         now = time.monotonic()
         turn.end_of_turn = now
-        silence_s = self._detector.clock_s - self._detector.last_speech_at_s
-        turn.end_of_speech = now - silence_s
+        turn.end_of_speech = now - (self._detector.clock_s - self._detector.last_speech_at_s)
         self._stt_cmds.put_nowait(("finish", turn))
         self._current = None
         self.outbox.put_event({"type": "speech_ended", "turn_id": turn.turn_id})
+
+    def _drop_utterance(self) -> None:
+        self._batch, self._batch_samples = [], 0
+        turn_id = self._current.turn_id if self._current else self._turn_counter
+        self._current = None
+        self._stt_cmds.put_nowait(("drop", None))
+        self.outbox.put_event({"type": "backchannel", "turn_id": turn_id})
+
+    def _interrupt(self) -> None:
+        """The user spoke over the agent: silence it now (synchronously, within this frame),
+        keep in the history only what was heard, and cancel the rest of the reply."""
+        if self._speaking is None:
+            return
+        turn, playout, task = self._speaking
+        self._speaking = None
+        heard_s = playout.interrupt()
+        turn.interrupted_at = time.monotonic()
+        turn.heard_text = playout.heard_text_at(heard_s)
+        self.interruptions += 1
+        self.outbox.put_event(
+            {
+                "type": "interrupted",
+                "turn_id": turn.turn_id,
+                "played_ms": round(heard_s * 1000, 1),
+                "heard_text": turn.heard_text,
+            }
+        )
+        task.cancel()
 
     # -- STT feeder: strictly ordered stage calls ------------------------------------------
     async def _stt_feeder(self) -> None:
@@ -182,6 +215,10 @@ class SttTtsPipeline:
                     stream, failed = self.stt.stream(), None
                 elif cmd == "push" and stream is not None and failed is None:
                     await stream.push(arg)
+                elif cmd == "drop":
+                    s, stream = stream, None
+                    if s is not None:
+                        await s.aclose()
                 elif cmd == "finish":
                     turn: TurnTimings = arg
                     if failed is not None or stream is None:
@@ -195,7 +232,7 @@ class SttTtsPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken stage must surface, not hang the turn
-                err = _as_backend_error("stt", exc)
+                err = as_backend_error("stt", exc)
                 if cmd == "push":
                     failed = err  # reported once, at the end of the utterance
                 else:
@@ -211,15 +248,18 @@ class SttTtsPipeline:
                     {"type": "transcript", "turn_id": turn.turn_id, "text": "", "final": True}
                 )
                 continue
+            task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.turn_id}")
             try:
-                await self._run_turn(turn)
+                await asyncio.wait({task})  # a barge-in cancels the turn, never this worker
             except asyncio.CancelledError:
+                task.cancel()
                 raise
-            except Exception as exc:
+            if task.cancelled():
+                self._finish_interrupted(turn)
+            elif (exc := task.exception()) is not None:
                 self._on_state(PipelineState.LISTENING)  # back to listening, then say why
-                self._report(_as_backend_error("turn", exc), turn.turn_id)
-            finally:
-                self._on_state(PipelineState.LISTENING)
+                self._report(as_backend_error("turn", exc), turn.turn_id)
+            self._on_state(PipelineState.LISTENING)
 
     async def _run_turn(self, turn: TurnTimings) -> None:
         self._on_state(PipelineState.PROCESSING)
@@ -227,62 +267,86 @@ class SttTtsPipeline:
             {"type": "transcript", "turn_id": turn.turn_id, "text": turn.text, "final": True}
         )
         self.ctx.history.append({"role": "user", "content": turn.text})
+        playout = Playout(
+            self.outbox, self.settings.output_sample_rate_hz, lead_s=self.settings.playout_lead_s
+        )
+        current = asyncio.current_task()
+        assert current is not None
+        self._speaking = (turn, playout, current)
+        self.last_playout = playout
         try:
-            async with asyncio.timeout(self.settings.retry.timeout_s):
-                reply = (await self.agent.reply(turn.text, self.ctx)).strip()
+            reply = await self._speak_agent_reply(turn, playout)
+        finally:
+            if self._speaking is not None and self._speaking[1] is playout:
+                self._speaking = None
+        self.ctx.history.append({"role": "assistant", "content": reply})
+        turn.done = time.monotonic()
+        self._on_state(PipelineState.LISTENING)  # before `metrics`, the event that ends a turn
+        self._emit_metrics(turn)
+
+    async def _speak_agent_reply(self, turn: TurnTimings, playout: Playout) -> str:
+        """Stream the agent's text, speak each sentence as soon as it is complete."""
+        timeout_s = self.settings.retry.timeout_s
+        sentences = SentenceAggregator()
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with contextlib.aclosing(self.agent.stream(turn.text, self.ctx)) as text:
+                    async for piece in text:
+                        turn.agent_first_token = turn.agent_first_token or time.monotonic()
+                        parts.append(piece)
+                        for sentence in sentences.push(piece):
+                            await self._speak(sentence, turn, playout)
+                turn.agent_reply = time.monotonic()
+                reply = "".join(parts).strip()
+                self.outbox.put_event(
+                    {"type": "agent_reply", "turn_id": turn.turn_id, "text": reply}
+                )
+                for sentence in sentences.flush():
+                    await self._speak(sentence, turn, playout)
         except TimeoutError:
             raise BackendError(
-                "agent.reply",
-                ErrorCode.TIMEOUT,
-                f"agent did not answer within {self.settings.retry.timeout_s:g} s",
+                "agent.reply", ErrorCode.TIMEOUT, f"agent did not answer within {timeout_s:g} s"
             ) from None
-        except BackendError:
+        except (BackendError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise BackendError(
                 "agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}"
             ) from exc
-        turn.agent_reply = time.monotonic()
-        self.outbox.put_event({"type": "agent_reply", "turn_id": turn.turn_id, "text": reply})
-        self.ctx.history.append({"role": "assistant", "content": reply})
-        if reply:
-            await self._speak(reply, turn)
-        turn.done = time.monotonic()
-        self.turns_completed += 1
-        self._on_state(PipelineState.LISTENING)  # before `metrics`, the event that ends a turn
-        self.outbox.put_event(turn.as_metrics(self.settings.latency_target_s))
+        await playout.finish()  # the turn lasts until the user has heard the reply
+        return reply
 
-    async def _speak(self, text: str, turn: TurnTimings) -> None:
-        out_rate = self.settings.output_sample_rate_hz
-        resampler = StreamResampler(self.tts.capabilities.sample_rate_hz, out_rate)
-        chunk_bytes = int(out_rate * OUT_CHUNK_S) * 2
-        pending = b""
+    async def _speak(self, sentence: str, turn: TurnTimings, playout: Playout) -> None:
+        resampler = StreamResampler(
+            self.tts.capabilities.sample_rate_hz, self.settings.output_sample_rate_hz
+        )
         self._on_state(PipelineState.SPEAKING)
-        async with asyncio.timeout(self.settings.retry.timeout_s):
-            async for pcm in self.tts.synthesize(text):
-                out = resampler.process(np.frombuffer(pcm, dtype="<i2")).tobytes()
-                pending += out
-                while len(pending) >= chunk_bytes:
-                    if not turn.first_audio:
-                        turn.first_audio = time.monotonic()
-                    self.outbox.put_audio(pending[:chunk_bytes])
-                    pending = pending[chunk_bytes:]
-        pending += resampler.flush().tobytes()
-        if pending:
-            turn.first_audio = turn.first_audio or time.monotonic()
-            self.outbox.put_audio(pending)
+        self.outbox.put_event({"type": "agent_text", "turn_id": turn.turn_id, "text": sentence})
+        playout.begin_segment(sentence)
+        # aclosing: a barge-in cancels us mid-stream; the stage's generation must stop too.
+        async with contextlib.aclosing(self.tts.synthesize(sentence)) as chunks:
+            async for pcm in chunks:
+                turn.tts_first_byte = turn.tts_first_byte or time.monotonic()
+                await playout.play(resampler.process(np.frombuffer(pcm, dtype="<i2")).tobytes())
+                if playout.sent_s and not turn.first_audio:
+                    turn.first_audio = time.monotonic()
+        await playout.play(resampler.flush().tobytes())
 
-    def _report(self, err: BackendError, turn_id: int | None = None) -> None:
-        log.warning("session %s: %s", self.ctx.session_id, err)
-        event: dict[str, Any] = {"type": "error", **err.to_body()["error"]}
-        if turn_id is not None:
-            event["turn_id"] = turn_id
-        self.outbox.put_event(event)
+    def truncate_last_reply(self, heard_s: float) -> None:
+        """Make the history's last reply what the first `heard_s` seconds of its audio said
+        (for a listener whose playout position is known better elsewhere)."""
+        if self.last_playout is None:
+            return
+        heard = self.last_playout.heard_text_at(heard_s)
+        if self.ctx.history and self.ctx.history[-1]["role"] == "assistant":
+            self.ctx.history.pop()
+        if heard:
+            self.ctx.history.append({"role": "assistant", "content": heard})
 
-
-def _as_backend_error(op: str, exc: BaseException) -> BackendError:
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return BackendError(op, ErrorCode.TIMEOUT, "stage did not answer in time")
-    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")
+    def _finish_interrupted(self, turn: TurnTimings) -> None:
+        if turn.heard_text:
+            self.ctx.history.append({"role": "assistant", "content": turn.heard_text})
+        turn.done = time.monotonic()
+        self._on_state(PipelineState.LISTENING)
+        self._emit_metrics(turn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,25 @@ class VAD(ABC):
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a turn-detection provider may look at when the user falls silent."""
+
+    speech_s: float  # how long the user has been speaking in this utterance
+    history: list[dict[str, str]]  # the conversation so far
+
+
+class TurnDetection(ABC):
+    """Decides how much silence ends the user's turn, between the configured min and max
+    endpointing delay. The `vad` provider always answers the minimum; a model that judges from
+    the words whether the user is done slots in here."""
+
+    name: str = "turn_detection"
+
+    @abstractmethod
+    def end_of_turn_silence_s(self, ctx: TurnContext, min_s: float, max_s: float) -> float: ...
+
+
 @dataclass(slots=True)
 class AgentContext:
     """What an agent may use besides the transcript: who is talking and what was said before."""
@@ -92,10 +111,85 @@ class AgentContext:
 
 
 class Agent(ABC):
+    """Answers the user. Implement `reply`, or override `stream` to yield text as it is written
+    (speech then starts on the first sentence instead of after the whole answer)."""
+
     name: str = "agent"
 
     @abstractmethod
     async def reply(self, transcript: str, ctx: AgentContext) -> str: ...
 
+    async def stream(self, transcript: str, ctx: AgentContext) -> AsyncIterator[str]:
+        yield await self.reply(transcript, ctx)
+
     async def aclose(self) -> None:
         return None
+
+
+# -- speech-to-speech ------------------------------------------------------------------------
+# Shaped after OpenAI Realtime, the reference s2s protocol: audio streams in, the model detects
+# turns itself (server VAD), and its answer streams back as audio plus transcripts.
+
+
+@dataclass(frozen=True, slots=True)
+class S2sCapabilities:
+    sample_rate_hz: int  # PCM16 mono, both directions
+    server_turn_detection: bool = True  # the model decides when the user is done
+
+
+S2sEventKind = Literal[
+    "speech_started",  # the user started speaking (barge-in point)
+    "speech_stopped",  # the user's turn ended
+    "user_transcript",  # final transcript of the user's turn
+    "agent_transcript",  # a piece of the reply's text
+    "audio",  # a piece of the reply's audio
+    "response_done",  # the reply is complete (or was cancelled)
+    "error",
+]
+
+
+@dataclass(slots=True)
+class S2sEvent:
+    kind: S2sEventKind
+    audio: bytes = b""
+    text: str = ""
+    response_id: str = ""
+    code: str = ""  # for errors: one of backend.errors.ErrorCode
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class S2sOptions:
+    instructions: str = "You are a helpful voice assistant. Answer briefly."
+    voice: str | None = None
+    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    min_silence_s: float = 0.5
+    history: tuple[tuple[str, str], ...] = ()  # (role, text) carried over on reconnect
+    agent: Agent | None = None  # used by s2s providers that compose an agent (the local one)
+
+
+class S2sSession(ABC):
+    """One live conversation with a speech-to-speech model."""
+
+    @abstractmethod
+    async def send_audio(self, pcm16: bytes) -> None: ...
+
+    @abstractmethod
+    def events(self) -> AsyncIterator[S2sEvent]:
+        """Server events until the session closes."""
+
+    @abstractmethod
+    async def interrupt(self, played_ms: int) -> None:
+        """The user barged in: stop the reply and keep only its first `played_ms` of audio
+        (Realtime: `response.cancel` + `conversation.item.truncate` with `audio_end_ms`)."""
+
+    async def aclose(self) -> None:
+        return None
+
+
+class S2S(ABC):
+    name: str = "s2s"
+    capabilities: S2sCapabilities
+
+    @abstractmethod
+    async def connect(self, options: S2sOptions) -> S2sSession: ...

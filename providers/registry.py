@@ -57,12 +57,20 @@ class Registry:
 BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
 STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
 TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
-S2S_PROVIDERS = Registry("s2s", {})
+# The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
+S2S_PROVIDERS = Registry("s2s", {"local": "pipelines.s2s_local:LocalS2S"})
 VAD_PROVIDERS = Registry(
     "vad",
     {"silero": "providers.vad.silero:SileroVAD", "webrtc": "providers.vad.webrtc:WebrtcVAD"},
 )
+TURN_DETECTORS = Registry(
+    "turn_detection", {"vad": "providers.turn_detection.vad:VadTurnDetection"}
+)
 AGENTS = Registry(
     "agent",
-    {"echo": "providers.agents.echo:EchoAgent", "webhook": "providers.agents.webhook:WebhookAgent"},
+    {
+        "echo": "providers.agents.echo:EchoAgent",
+        "webhook": "providers.agents.webhook:WebhookAgent",
+        "openai": "providers.agents.openai_chat:OpenAIAgent",
+    },
 )

@@ -44,7 +44,7 @@ class LocalBackendProvider(BackendProvider):
     def capabilities(self) -> ProviderCapabilities:
         return ProviderCapabilities(
             supports_stt_tts=True,
-            supports_s2s=False,
+            supports_s2s=True,
             supports_multi_user=False,
             supported_codecs=["pcm16"],
             min_latency=0.2,
@@ -68,4 +68,8 @@ class LocalBackendProvider(BackendProvider):
 
     def stage_options(self) -> dict[str, dict[str, object]]:
         cfg: LocalConfig = self.config  # type: ignore[assignment]
-        return {"pocketsphinx": {"model": cfg.stt_model}, "espeak": {"voice": cfg.tts_voice}}
+        stages: dict[str, dict[str, object]] = {
+            "pocketsphinx": {"model": cfg.stt_model},
+            "espeak": {"voice": cfg.tts_voice},
+        }
+        return {**stages, "local": {"stage_options": stages}}  # "local": the s2s composition

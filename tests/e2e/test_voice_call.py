@@ -98,3 +98,21 @@ async def test_websocket_refuses_a_wrong_token_and_unknown_session(base_url: str
         async with websockets.connect(f"{bogus}?token=x") as ws:
             assert json.loads(await ws.recv())["code"] == "session_not_found"
         await client.close_session(session["session_id"])
+
+
+async def test_s2s_call_end_to_end(base_url: str, hello_16k: bytes) -> None:
+    """`pipeline_type="s2s"`: one speech-to-speech stage actor (the embedded local model) does
+    the turn; the session relays its events and paces its audio."""
+    async with HttpClient(base_url) as client:
+        session = await client.create_session(
+            user_id="caller-s2s", pipeline_type="s2s", output_sample_rate_hz=24000
+        )
+        assert set(session["stages"]) == {"s2s"}
+        assert session["stages"]["s2s"]["node_id"] == session["node_id"]
+        result = await client.talk(session, hello_16k, 16000, realtime=True)
+        await client.close_session(session["session_id"])
+    assert result.transcripts == ["hello world"], result.events
+    assert result.replies == ["You said: hello world"]
+    reply = np.frombuffer(bytes(result.audio), dtype="<i2")
+    assert reply.size / 24000 >= 0.3 and rms(reply) > 300
+    assert in_order(result.states, ["idle", "listening", "processing", "speaking", "listening"])

@@ -60,3 +60,16 @@ def test_last_speech_time_marks_end_of_speech() -> None:
         det.update(p, FRAME_S)
     assert det.last_speech_at_s == pytest.approx(10 * FRAME_S)
     assert not det.in_speech
+
+
+def test_speech_duration_excludes_the_trailing_silence_and_silence_can_be_lengthened() -> None:
+    det = TurnDetector(EndpointingConfig(min_silence_s=0.5))
+    for p in [S] * 10:
+        det.update(p, FRAME_S)
+    spoken = det.speech_s
+    for p in [Q] * 10:
+        det.update(p, FRAME_S)
+    assert det.in_speech and det.speech_s == spoken, "silence does not count as speech"
+    det.required_silence_s = 1.0  # a turn-detection provider judged the user not done
+    events = [det.update(Q, FRAME_S) for _ in range(25)]
+    assert events.count(TurnEvent.SPEECH_ENDED) == 1 and events.index(TurnEvent.SPEECH_ENDED) > 10
