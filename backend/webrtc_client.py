@@ -94,6 +94,7 @@ class WebRtcCall:
         self.events: list[dict[str, Any]] = []
         self.audio = bytearray()  # everything received, 48 kHz mono PCM16
         self.loud_at: list[float] = []  # arrival times of frames with reply speech in them
+        self.event_at: list[float] = []  # arrival time of each of `events`
         self.packets_received = 0
         self._event_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +107,7 @@ class WebRtcCall:
         if isinstance(message, str):
             event = json.loads(message)
             self.events.append(event)
+            self.event_at.append(time.monotonic())
             self._event_queue.put_nowait(event)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
