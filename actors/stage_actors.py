@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.errors import as_backend_error
 from providers.base import (
     S2S,
     STT,
@@ -45,7 +47,8 @@ class SttStageActor:
         self.stt: STT = STT_PROVIDERS.create(provider, **options)
         self._streams: dict[int, SttStream] = {}
 
-    def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+    async def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+        await self.stt.connect()  # a hosted provider's session connection, before the first turn
         return self.stt.capabilities, placement()
 
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
@@ -71,7 +74,8 @@ class TtsStageActor:
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
 
-    def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+    async def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+        await self.tts.connect()
         return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
@@ -129,7 +133,10 @@ class _RemoteSttStream(SttStream):
         await self._actor.push.remote(self._id, pcm16)
 
     async def finish(self) -> str:
-        return await self._actor.finish.remote(self._id)
+        try:
+            return await self._actor.finish.remote(self._id)
+        except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
+            raise as_backend_error("stt.finish", exc) from None
 
 
 class RemoteSTT(STT):
@@ -156,6 +163,9 @@ class RemoteTTS(TTS):
             async for ref in chunks:
                 yield await ref
             finished = True
+        except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
+            finished = True
+            raise as_backend_error("tts.synthesize", exc) from None
         finally:
             if not finished:  # a barge-in closed us: stop the generation on the stage too
                 ray.cancel(chunks)
