@@ -15,6 +15,8 @@ headers), reading the SSE reply.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -37,6 +39,7 @@ class FakeVapi:
         self.calls: dict[str, dict[str, Any]] = {}  # id → the call, with the request body
         self.requests: list[dict[str, Any]] = []
         self.webhook_answers: list[tuple[int, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _create_call(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {VALID_KEY}":
@@ -92,7 +95,10 @@ class FakeVapi:
             return web.json_response({"message": "call not found"}, status=404)
         body = await request.json()
         if body.get("type") == "end-call":
-            await self.end_call(call["id"], "assistant-ended-call")
+            call["status"] = "ended"  # reports go out in the background, as Vapi's do
+            task = asyncio.create_task(self._report_ended(call["id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return web.json_response({"ok": True})
 
     # -- Vapi's side of the call -----------------------------------------------------------
@@ -176,11 +182,19 @@ class FakeVapi:
         )
         return tool_call["id"], answer
 
+    async def _report_ended(self, call_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            await self.post_message(call_id, {"type": "status-update", "status": "ended"})
+            await self._report(call_id, "assistant-ended-call")
+
     async def end_call(self, call_id: str, reason: str = "customer-ended-call") -> tuple[int, Any]:
         call = self.calls[call_id]
         if call["status"] == "ended":
             return 200, None
         await self.status(call_id, "ended")
+        return await self._report(call_id, reason)
+
+    async def _report(self, call_id: str, reason: str) -> tuple[int, Any]:
         return await self.post_message(
             call_id,
             {
