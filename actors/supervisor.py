@@ -73,6 +73,8 @@ class Supervisor:
                 field="provider",
             )
         provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
+        if config.pipeline_type is PipelineType.STT_TTS:
+            provider.check_stage_providers(config.stt_provider, config.tts_provider)
         await self.registry.configure.remote(config.model_dump(mode="json"))
         self.provider, self._config = provider, config
         return config
