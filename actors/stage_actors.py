@@ -82,6 +82,12 @@ class TtsStageActor:
         async for chunk in self.tts.synthesize(text):
             yield chunk
 
+    async def begin_turn(self, turn_id: int) -> None:
+        await self.tts.begin_turn(turn_id)
+
+    async def end_turn(self, turn_id: int) -> None:
+        await self.tts.end_turn(turn_id)
+
     def ping(self) -> str:
         return "ok"
 
@@ -155,6 +161,12 @@ class RemoteTTS(TTS):
         self.actor = actor
         self.capabilities = capabilities
         self.name = name
+
+    async def begin_turn(self, turn_id: int) -> None:
+        await self.actor.begin_turn.remote(turn_id)
+
+    async def end_turn(self, turn_id: int) -> None:
+        await self.actor.end_turn.remote(turn_id)
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         chunks = self.actor.synthesize.remote(text)

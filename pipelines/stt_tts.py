@@ -297,6 +297,7 @@ class SttTtsPipeline:
         timeout_s = self.settings.retry.timeout_s
         sentences = SentenceAggregator()
         parts: list[str] = []
+        await self.tts.begin_turn(turn.turn_id)  # the sentences below are one reply
         try:
             async with asyncio.timeout(timeout_s):
                 async with contextlib.aclosing(self.agent.stream(turn.text, self.ctx)) as text:
@@ -322,6 +323,9 @@ class SttTtsPipeline:
             raise BackendError(
                 "agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}"
             ) from exc
+        finally:
+            with contextlib.suppress(Exception):  # also after a barge-in: free the TTS turn
+                await self.tts.end_turn(turn.turn_id)
         await playout.finish()  # the turn lasts until the user has heard the reply
         return reply
 

@@ -73,6 +73,14 @@ class TTS(ABC):
         """As `STT.connect`: open the session's long-lived connection before the first turn."""
         return None
 
+    # Optional: `synthesize` calls between these two are the sentences of one reply. A provider
+    # with contexts (Cartesia) speaks them in one context, so prosody carries across sentences.
+    async def begin_turn(self, turn_id: int) -> None:
+        return None
+
+    async def end_turn(self, turn_id: int) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -1,10 +1,11 @@
 """Cartesia text-to-speech over its `/tts/websocket`, through the official SDK's connection.
 
 One websocket per session, opened by `connect()` when the stage starts (before the first turn) and
-reopened on demand if it drops. Each `synthesize()` is one `context_id`: its text is sent with
-`continue: true` and closed by an empty `continue: false` input, audio comes back as raw
-`pcm_s16le` at the configured rate in `chunk` messages until `done`; an `error` message becomes a
-`BackendError`. A generation closed before `done` (a barge-in) sends `cancel` for its context.
+reopened on demand if it drops. One `context_id` per turn (`begin_turn`/`end_turn`): each sentence
+the pipeline speaks goes on it with `continue: true` and `flush: true`, and its audio — raw
+`pcm_s16le` at the configured rate, in `chunk` messages — ends at that flush's `flush_done`; the
+turn ends with an empty `continue: false` input. An `error` message becomes a `BackendError`; a
+sentence closed before its audio is complete (a barge-in) sends `cancel` for the turn's context.
 
 The SDK's own per-context reader stops silently when the socket drops, which would leave a turn
 waiting forever, so one reader task here routes messages to the contexts and tells every waiting
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from backend.errors import BackendError, ErrorCode
@@ -35,6 +37,18 @@ log = logging.getLogger(__name__)
 _DROPPED = object()  # put on every context's queue when the socket goes away
 
 
+@dataclass(slots=True)
+class _Turn:
+    """The context of one reply: every sentence of the turn goes on it."""
+
+    turn_id: int
+    context_id: str | None = None
+    conn: Any = None
+    flushes: int = 0
+    busy: bool = False  # a sentence is being generated
+    cancelled: bool = False
+
+
 class CartesiaTTS(TTS):
     name = "cartesia"
 
@@ -48,7 +62,8 @@ class CartesiaTTS(TTS):
         self._contexts: dict[str, asyncio.Queue[Any]] = {}
         self._lock = asyncio.Lock()
         self.connections_opened = 0
-        self.word_timestamps: list[dict[str, Any]] = []  # of the last generation, when asked
+        self._turn: _Turn | None = None
+        self.word_timestamps: list[dict[str, Any]] = []  # of the last turn, when asked
 
     async def connect(self) -> None:
         await self._connection()
@@ -105,19 +120,56 @@ class CartesiaTTS(TTS):
             req["add_timestamps"] = True
         return req
 
+    # -- turns: one context per reply --------------------------------------------------------
+    async def begin_turn(self, turn_id: int) -> None:
+        await self.end_turn(self._turn.turn_id if self._turn else -1)
+        self._turn = _Turn(turn_id)
+        self.word_timestamps = []
+
+    async def end_turn(self, turn_id: int) -> None:
+        """No more input for the turn's context (`continue: false`), or `cancel` if a sentence
+        is still being generated (a barge-in raced us)."""
+        turn = self._turn
+        if turn is None or turn.turn_id != turn_id:
+            return
+        self._turn = None
+        if turn.context_id is None or turn.cancelled or turn.conn is not self._conn:
+            return
+        self._contexts.pop(turn.context_id, None)
+        with contextlib.suppress(Exception):
+            if turn.busy:
+                await turn.conn.send({"context_id": turn.context_id, "cancel": True})
+            else:
+                await turn.conn.send(self._request(turn.context_id, "", False))
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Within a turn: the sentence goes on the turn's context with `continue: true` and
+        `flush: true`, and its audio ends at that flush's `flush_done`. Outside a turn: a
+        context of its own, closed by an empty `continue: false` input, ending at `done`."""
         if not text.strip():
             return
         conn = await self._connection()
-        context_id = uuid.uuid4().hex
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._contexts[context_id] = queue
-        self.word_timestamps = []
+        turn = self._turn
+        if turn is not None and (turn.conn is not conn or turn.context_id is None):
+            if turn.context_id is not None:
+                self._contexts.pop(turn.context_id, None)
+            turn.conn, turn.context_id, turn.flushes = conn, uuid.uuid4().hex, 0  # (re)opened
+            self._contexts[turn.context_id] = asyncio.Queue()
+        context_id = turn.context_id if turn is not None else uuid.uuid4().hex
+        assert context_id is not None
+        queue = self._contexts.setdefault(context_id, asyncio.Queue())
+        if turn is None:
+            self.word_timestamps = []
         finished = False
         try:
             try:
-                await conn.send(self._request(context_id, text, True))
-                await conn.send(self._request(context_id, "", False))  # no more input
+                if turn is not None:
+                    turn.busy, turn.flushes = True, turn.flushes + 1
+                    # Inputs on a context are joined verbatim: keep the space between sentences.
+                    await conn.send({**self._request(context_id, text + " ", True), "flush": True})
+                else:
+                    await conn.send(self._request(context_id, text, True))
+                    await conn.send(self._request(context_id, "", False))  # no more input
             except Exception as exc:
                 raise connection_error("cartesia.tts.send", exc) from None
             while True:
@@ -141,15 +193,29 @@ class CartesiaTTS(TTS):
                     ]
                 elif event.type == "error":
                     finished = True
+                    if turn is not None:
+                        turn.context_id = None  # the context is dead; a retry opens another
                     raise error_from_event("cartesia.tts", event)
-                if getattr(event, "done", False) and event.type in ("chunk", "done"):
+                if (
+                    turn is not None
+                    and event.type == "flush_done"
+                    and (event.flush_id is None or event.flush_id >= turn.flushes)
+                ):
+                    finished = True
+                    return
+                if event.type == "done" or (event.type == "chunk" and event.done):
                     finished = True
                     return
         finally:
-            self._contexts.pop(context_id, None)
+            if turn is not None:
+                turn.busy = False
             if not finished and self._conn is conn:  # closed early: a barge-in
+                if turn is not None:
+                    turn.cancelled = True
                 with contextlib.suppress(Exception):
                     await conn.send({"context_id": context_id, "cancel": True})
+            if turn is None or turn.cancelled:
+                self._contexts.pop(context_id, None)
 
     async def aclose(self) -> None:
         if self._reader is not None:

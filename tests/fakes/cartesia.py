@@ -4,10 +4,12 @@ Written from Cartesia's API reference. Both need `Authorization: Bearer <key>` (
 and a `Cartesia-Version` header at the handshake (401 otherwise).
 
 TTS: JSON generation requests `{context_id, model_id, transcript, voice: {mode: "id", id},
-output_format: {container: "raw", encoding, sample_rate}, continue, add_timestamps?}`; inputs on
-one context are concatenated verbatim until one arrives with `continue: false`. Audio goes back
-as `{"type": "chunk", "data": <base64>, "done": false, "status_code": 206, "step_time",
-"context_id"}` messages, then `{"type": "done", "done": true, "status_code": 200, "context_id"}`;
+output_format: {container: "raw", encoding, sample_rate}, continue, flush?, add_timestamps?}`;
+inputs on one context are concatenated verbatim. `flush: true` speaks what came so far and ends
+with `{"type": "flush_done", "flush_id"}`; `continue: false` speaks the rest and ends the context.
+Audio goes back as `{"type": "chunk", "data": <base64>, "done": false, "status_code": 206,
+"step_time", "context_id", "flush_id"?}` messages, then `{"type": "done", "done": true,
+"status_code": 200, "context_id"}`;
 `{"context_id", "cancel": true}` stops a context's generation; failures are `{"type": "error",
 "title", "message", "status_code", "error_code", "done": true, "context_id"}`. Speech is real:
 espeak-ng, resampled to the requested rate, streamed faster than real time.
@@ -108,7 +110,9 @@ class FakeCartesia:
         if not isinstance(ws, web.WebSocketResponse):
             return ws
         pending: dict[str, list[str]] = {}
-        tasks: dict[str, asyncio.Task[None]] = {}
+        flushes: dict[str, int] = {}
+        jobs: dict[str, asyncio.Queue[tuple[dict[str, Any], str, int | None]]] = {}
+        workers: dict[str, asyncio.Task[None]] = {}
         lock = asyncio.Lock()  # one writer at a time
         try:
             async for msg in ws:
@@ -122,22 +126,46 @@ class FakeCartesia:
                 ctx = req.get("context_id", "")
                 if req.get("cancel"):
                     self.cancels.append(ctx)
-                    if ctx in tasks:
-                        tasks[ctx].cancel()
+                    if ctx in workers:
+                        workers.pop(ctx).cancel()
                     continue
                 self.tts_requests.append(req)
                 pending.setdefault(ctx, []).append(req.get("transcript", ""))
-                if not req.get("continue", False):
-                    text = "".join(pending.pop(ctx))
-                    tasks[ctx] = asyncio.create_task(self._generate(ws, lock, req, text))
+                more = req.get("continue", False)
+                if not (req.get("flush") or not more):
+                    continue
+                if ctx not in jobs:
+                    jobs[ctx] = asyncio.Queue()
+                    workers[ctx] = asyncio.create_task(self._context_worker(ws, lock, jobs[ctx]))
+                flush_id = None
+                if more:  # a flush: speak what came so far, then `flush_done`
+                    flush_id = flushes[ctx] = flushes.get(ctx, 0) + 1
+                jobs[ctx].put_nowait((req, "".join(pending.pop(ctx)), flush_id))
         finally:
-            for t in tasks.values():
+            for t in workers.values():
                 t.cancel()
         return ws
 
-    async def _generate(
-        self, ws: web.WebSocketResponse, lock: asyncio.Lock, req: dict[str, Any], text: str
+    async def _context_worker(
+        self,
+        ws: web.WebSocketResponse,
+        lock: asyncio.Lock,
+        jobs: asyncio.Queue[tuple[dict[str, Any], str, int | None]],
     ) -> None:
+        while True:
+            req, text, flush_id = await jobs.get()
+            if not await self._generate(ws, lock, req, text, flush_id):
+                return
+
+    async def _generate(
+        self,
+        ws: web.WebSocketResponse,
+        lock: asyncio.Lock,
+        req: dict[str, Any],
+        text: str,
+        flush_id: int | None,
+    ) -> bool:
+        """Speak `text` on the request's context; False once the context is over."""
         ctx = req["context_id"]
 
         async def send(obj: dict[str, Any]) -> None:
@@ -146,26 +174,22 @@ class FakeCartesia:
                     await ws.send_str(json.dumps(obj))
 
         fmt = req.get("output_format") or {}
+        error = None
         if self.fail_tts is not None:
-            err, self.fail_tts = self.fail_tts, None
-            await send({"type": "error", "done": True, "context_id": ctx, **err})
-            return
-        if fmt.get("container") != "raw" or fmt.get("encoding") not in ("pcm_s16le",):
-            await send(
-                {
-                    "type": "error",
-                    "done": True,
-                    "context_id": ctx,
-                    "status_code": 400,
-                    "title": "Invalid output format",
-                    "message": "this fake speaks raw pcm_s16le only",
-                }
-            )
-            return
+            error, self.fail_tts = self.fail_tts, None
+        elif fmt.get("container") != "raw" or fmt.get("encoding") != "pcm_s16le":
+            error = {
+                "status_code": 400,
+                "title": "Invalid output format",
+                "message": "this fake speaks raw pcm_s16le only",
+            }
+        if error is not None:
+            await send({"type": "error", "done": True, "context_id": ctx, **error})
+            return False
         rate = int(fmt.get("sample_rate", 24000))
-        pcm = await self._speech(text, rate)
+        pcm = await self._speech(text, rate) if text.strip() else b""
         step = int(rate * CHUNK_S) * 2
-        if req.get("add_timestamps"):
+        if req.get("add_timestamps") and text.strip():
             words = text.split()
             span = len(pcm) / 2 / rate / max(1, len(words))
             await send(
@@ -182,20 +206,33 @@ class FakeCartesia:
                 }
             )
         for i in range(0, len(pcm), step):
-            data = base64.b64encode(pcm[i : i + step]).decode()
+            chunk = {
+                "type": "chunk",
+                "data": base64.b64encode(pcm[i : i + step]).decode(),
+                "done": False,
+                "status_code": 206,
+                "step_time": 1.0,
+                "context_id": ctx,
+            }
+            if flush_id is not None:
+                chunk["flush_id"] = flush_id
+            await send(chunk)
+            await asyncio.sleep(CHUNK_S / SPEEDUP)
+        if flush_id is not None:
             await send(
                 {
-                    "type": "chunk",
-                    "data": data,
+                    "type": "flush_done",
                     "done": False,
+                    "flush_done": True,
+                    "flush_id": flush_id,
                     "status_code": 206,
-                    "step_time": 1.0,
                     "context_id": ctx,
                 }
             )
-            await asyncio.sleep(CHUNK_S / SPEEDUP)
+            return True
         self.finished_contexts.append(ctx)
         await send({"type": "done", "done": True, "status_code": 200, "context_id": ctx})
+        return False
 
     # -- STT -------------------------------------------------------------------------------
     async def _stt(self, request: web.Request) -> web.StreamResponse:

@@ -63,32 +63,32 @@ async def close(rt: SessionRuntime, ear: Listener) -> None:
 async def test_a_spoken_turn_goes_through_cartesia_stt_and_tts(
     fake: FakeCartesia, hello_16k: bytes
 ) -> None:
-    rt = await session(fake, lambda t: "You said: " + t)
+    rt = await session(fake, lambda t: f"You said: {t}. Anything else?")
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
     transcript = await ear.until(lambda e: e["type"] == "transcript")
     await ear.until(lambda e: e["type"] == "metrics")
     await close(rt, ear)
     assert transcript["text"] == "hello world"
-    assert [e["text"] for e in ear.events if e["type"] == "agent_reply"] == [
-        "You said: hello world"
-    ]
-    assert ear.audio_between(0, len(ear.events)) > RATE * 2 * 0.5, "over 0.5 s of reply audio"
+    replies = [e["text"] for e in ear.events if e["type"] == "agent_reply"]
+    assert replies == ["You said: hello world. Anything else?"]
+    assert ear.audio_between(0, len(ear.events)) > RATE * 2 * 1.0, "over 1 s of reply audio"
     # Both stages spoke Cartesia's protocol with the configured version, one socket each.
     assert sorted(h["path"] for h in fake.handshakes) == ["/stt/websocket", "/tts/websocket"]
     assert {h["version"] for h in fake.handshakes} == {"2025-04-16"}
-    assert (
-        fake.stt_queries[0]["encoding"] == "pcm_s16le"
-        and fake.stt_queries[0]["sample_rate"] == "16000"
-    )
-    first = fake.tts_requests[0]
-    assert first["output_format"] == {
-        "container": "raw",
-        "encoding": "pcm_s16le",
-        "sample_rate": 24000,
-    }
-    assert first["continue"] is True and fake.tts_requests[-1]["continue"] is False
-    assert fake.finished_contexts and not fake.cancels
+    query = fake.stt_queries[0]
+    assert query["encoding"] == "pcm_s16le" and query["sample_rate"] == "16000"
+    # One context for the turn: each sentence flushed with `continue`, then `continue: false`.
+    reqs = fake.tts_requests
+    assert len({r["context_id"] for r in reqs}) == 1
+    assert [(r["transcript"], r["continue"], r.get("flush")) for r in reqs] == [
+        ("You said: hello world. ", True, True),
+        ("Anything else? ", True, True),
+        ("", False, None),
+    ]
+    fmt = reqs[0]["output_format"]
+    assert fmt == {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000}
+    assert fake.finished_contexts == [reqs[0]["context_id"]] and not fake.cancels
 
 
 async def test_barge_in_cancels_the_cartesia_context(fake: FakeCartesia, hello_16k: bytes) -> None:
