@@ -85,8 +85,8 @@ class TtsStageActor:
     async def begin_turn(self, turn_id: int) -> None:
         await self.tts.begin_turn(turn_id)
 
-    async def end_turn(self, turn_id: int) -> None:
-        await self.tts.end_turn(turn_id)
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        await self.tts.end_turn(turn_id, interrupted)
 
     def ping(self) -> str:
         return "ok"
@@ -165,8 +165,8 @@ class RemoteTTS(TTS):
     async def begin_turn(self, turn_id: int) -> None:
         await self.actor.begin_turn.remote(turn_id)
 
-    async def end_turn(self, turn_id: int) -> None:
-        await self.actor.end_turn.remote(turn_id)
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        await self.actor.end_turn.remote(turn_id, interrupted)
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         chunks = self.actor.synthesize.remote(text)

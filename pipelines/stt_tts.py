@@ -298,6 +298,7 @@ class SttTtsPipeline:
         sentences = SentenceAggregator()
         parts: list[str] = []
         await self.tts.begin_turn(turn.turn_id)  # the sentences below are one reply
+        spoken = False
         try:
             async with asyncio.timeout(timeout_s):
                 async with contextlib.aclosing(self.agent.stream(turn.text, self.ctx)) as text:
@@ -313,6 +314,7 @@ class SttTtsPipeline:
                 )
                 for sentence in sentences.flush():
                     await self._speak(sentence, turn, playout)
+                spoken = True
         except TimeoutError:
             raise BackendError(
                 "agent.reply", ErrorCode.TIMEOUT, f"agent did not answer within {timeout_s:g} s"
@@ -324,8 +326,8 @@ class SttTtsPipeline:
                 "agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}"
             ) from exc
         finally:
-            with contextlib.suppress(Exception):  # also after a barge-in: free the TTS turn
-                await self.tts.end_turn(turn.turn_id)
+            with contextlib.suppress(Exception):  # a barge-in or failure cancels what is left
+                await self.tts.end_turn(turn.turn_id, interrupted=not spoken)
         await playout.finish()  # the turn lasts until the user has heard the reply
         return reply
 

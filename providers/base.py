@@ -78,7 +78,7 @@ class TTS(ABC):
     async def begin_turn(self, turn_id: int) -> None:
         return None
 
-    async def end_turn(self, turn_id: int) -> None:
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
         return None
 
     async def aclose(self) -> None:

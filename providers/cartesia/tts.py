@@ -122,13 +122,13 @@ class CartesiaTTS(TTS):
 
     # -- turns: one context per reply --------------------------------------------------------
     async def begin_turn(self, turn_id: int) -> None:
-        await self.end_turn(self._turn.turn_id if self._turn else -1)
+        await self.end_turn(self._turn.turn_id if self._turn else -1, interrupted=True)
         self._turn = _Turn(turn_id)
         self.word_timestamps = []
 
-    async def end_turn(self, turn_id: int) -> None:
-        """No more input for the turn's context (`continue: false`), or `cancel` if a sentence
-        is still being generated (a barge-in raced us)."""
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        """No more input for the turn's context (`continue: false`); after a barge-in (or while
+        a sentence is still being generated) `cancel` it instead."""
         turn = self._turn
         if turn is None or turn.turn_id != turn_id:
             return
@@ -137,7 +137,7 @@ class CartesiaTTS(TTS):
             return
         self._contexts.pop(turn.context_id, None)
         with contextlib.suppress(Exception):
-            if turn.busy:
+            if turn.busy or interrupted:
                 await turn.conn.send({"context_id": turn.context_id, "cancel": True})
             else:
                 await turn.conn.send(self._request(turn.context_id, "", False))
