@@ -106,17 +106,19 @@ async def test_barge_in_cancels_the_cartesia_context(fake: FakeCartesia, hello_1
     assert interrupted["heard_text"] and len(interrupted["heard_text"]) < len(LONG_REPLY)
 
 
+@pytest.mark.parametrize("stage", ["tts", "stt"])
 async def test_a_cartesia_error_message_becomes_a_session_error_event(
-    fake: FakeCartesia, hello_16k: bytes
+    fake: FakeCartesia, hello_16k: bytes, stage: str
 ) -> None:
-    fake.fail_tts = {"status_code": 400, "title": "Invalid voice", "message": "voice not found"}
+    error_message = {"status_code": 400, "title": "Bad input", "message": f"{stage} said no"}
+    setattr(fake, f"fail_{stage}", error_message)
     rt = await session(fake, lambda t: "You said: " + t)
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
     error = await ear.until(lambda e: e["type"] == "error")
     await close(rt, ear)
     assert error["code"] == "pipeline_error"
-    assert "Invalid voice" in error["message"] and "voice not found" in error["message"]
+    assert error["message"] == f"cartesia Bad input: {stage} said no"
 
 
 @pytest.mark.parametrize("endpoint", ["tts", "stt"])
