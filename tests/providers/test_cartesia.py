@@ -24,6 +24,7 @@ from tests.fakes.cartesia import VALID_KEY, FakeCartesia, running_fake_cartesia
 from tests.pipelines.listener import Listener, frames
 
 RATE = 16000
+WAIT_S = 120  # generous: the shared 2-core machine may be very busy
 LONG_REPLY = (
     "This is the first sentence of a rather long answer. Here comes the second sentence, "
     "which goes on for a while. And a third one, to be sure. Finally the fourth sentence."
@@ -66,8 +67,8 @@ async def test_a_spoken_turn_goes_through_cartesia_stt_and_tts(
     rt = await session(fake, lambda t: f"You said: {t}. Anything else?")
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
-    transcript = await ear.until(lambda e: e["type"] == "transcript")
-    await ear.until(lambda e: e["type"] == "metrics")
+    transcript = await ear.until(lambda e: e["type"] == "transcript", timeout_s=WAIT_S)
+    await ear.until(lambda e: e["type"] == "metrics", timeout_s=WAIT_S)
     await close(rt, ear)
     assert transcript["text"] == "hello world"
     replies = [e["text"] for e in ear.events if e["type"] == "agent_reply"]
@@ -95,11 +96,11 @@ async def test_barge_in_cancels_the_cartesia_context(fake: FakeCartesia, hello_1
     rt = await session(fake, lambda t: LONG_REPLY)
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
-    await ear.until(lambda e: e["type"] == "state" and e["state"] == "speaking")
+    await ear.until(lambda e: e["type"] == "state" and e["state"] == "speaking", timeout_s=WAIT_S)
     await asyncio.sleep(0.8)
     rt.push_audio(frames(await speak("stop please")))  # the user talks over the agent
-    interrupted = await ear.until(lambda e: e["type"] == "interrupted")
-    await ear.until(lambda e: e["type"] == "transcript" and e["turn_id"] == 2)
+    interrupted = await ear.until(lambda e: e["type"] == "interrupted", timeout_s=WAIT_S)
+    await ear.until(lambda e: e["type"] == "transcript" and e["turn_id"] == 2, timeout_s=WAIT_S)
     await close(rt, ear)
     requested = {r["context_id"] for r in fake.tts_requests}
     assert fake.cancels and set(fake.cancels) <= requested, "cancel sent for a live context"
@@ -115,7 +116,7 @@ async def test_a_cartesia_error_message_becomes_a_session_error_event(
     rt = await session(fake, lambda t: "You said: " + t)
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
-    error = await ear.until(lambda e: e["type"] == "error")
+    error = await ear.until(lambda e: e["type"] == "error", timeout_s=WAIT_S)
     await close(rt, ear)
     assert error["code"] == "pipeline_error"
     assert error["message"] == f"cartesia Bad input: {stage} said no"
@@ -129,7 +130,7 @@ async def test_a_dropped_connection_is_retried_then_fails_cleanly(
     fake.drop.add(endpoint)  # after both stages connected
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
-    error = await ear.until(lambda e: e["type"] == "error")
+    error = await ear.until(lambda e: e["type"] == "error", timeout_s=WAIT_S)
     await close(rt, ear)
     assert error["code"] == "connection_failed" and "cartesia" in error["message"]
     if endpoint == "tts":  # the first attempt plus max_retries, each on a fresh connection
