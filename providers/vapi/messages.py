@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import BackendError, ErrorCode
 
-HANDLED = ("status-update", "transcript", "tool-calls", "end-of-call-report")
-
 
 class ServerMessage(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
