@@ -54,9 +54,25 @@ class Registry:
         return self.resolve(name)(*args, **options)
 
 
-BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
-STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
-TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
+BACKENDS = Registry(
+    "backend",
+    {
+        "local": "providers.local.backend:LocalBackendProvider",
+        "cartesia": "providers.cartesia.backend:CartesiaBackendProvider",
+        "vapi": "providers.vapi.backend:VapiBackendProvider",
+    },
+)
+STT_PROVIDERS = Registry(
+    "stt",
+    {
+        "pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT",
+        "cartesia": "providers.cartesia.stt:CartesiaSTT",
+    },
+)
+TTS_PROVIDERS = Registry(
+    "tts",
+    {"espeak": "providers.espeak.tts:EspeakTTS", "cartesia": "providers.cartesia.tts:CartesiaTTS"},
+)
 # The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
 S2S_PROVIDERS = Registry("s2s", {"local": "pipelines.s2s_local:LocalS2S"})
 VAD_PROVIDERS = Registry(
