@@ -57,10 +57,12 @@ class SttStageActor:
         await stream.push(pcm16)
 
     async def finish(self, utterance_id: int) -> str:
-        stream = self._streams.pop(utterance_id, None)
+        stream = self._streams.get(utterance_id)
         if stream is None:
             return ""
-        return await stream.finish()
+        text = await stream.finish()  # kept until it succeeds: the pipeline retries `finish`
+        self._streams.pop(utterance_id, None)
+        return text
 
     def ping(self) -> str:
         return "ok"
