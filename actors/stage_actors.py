@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from backend.errors import BackendError
 from providers.base import (
     S2S,
     STT,
@@ -37,15 +38,34 @@ def placement() -> dict[str, Any]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+class _Stage:
+    """A provider's constructor error (a bad option, say) is kept and raised by `describe`, so
+    the session gets the `BackendError` naming it rather than a dead actor."""
+
+    _init_error: BackendError | None = None
+
+    def _build(self, registry: Any, provider: str, options: dict[str, Any]) -> Any:
+        try:
+            return registry.create(provider, **options)
+        except BackendError as exc:
+            self._init_error = exc
+            return None
+
+    def _check(self) -> None:
+        if self._init_error is not None:
+            raise self._init_error
+
+
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
-class SttStageActor:
+class SttStageActor(_Stage):
     """Calls arrive in submission order from the session's single STT feeder, one at a time."""
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.stt: STT = STT_PROVIDERS.create(provider, **options)
+        self.stt: STT = self._build(STT_PROVIDERS, provider, options)
         self._streams: dict[int, SttStream] = {}
 
     def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+        self._check()
         return self.stt.capabilities, placement()
 
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
@@ -69,11 +89,12 @@ class SttStageActor:
 
 
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
-class TtsStageActor:
+class TtsStageActor(_Stage):
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
+        self.tts: TTS = self._build(TTS_PROVIDERS, provider, options)
 
     def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+        self._check()
         return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
@@ -85,15 +106,16 @@ class TtsStageActor:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
-class S2sStageActor:
+class S2sStageActor(_Stage):
     """One speech-to-speech model connection for one session. `events` is a streaming
     generator the session consumes for the whole call; audio and interrupts arrive beside it."""
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.s2s: S2S = S2S_PROVIDERS.create(provider, **options)
+        self.s2s: S2S = self._build(S2S_PROVIDERS, provider, options)
         self.session: S2sSession | None = None
 
     def describe(self) -> tuple[S2sCapabilities, dict[str, Any]]:
+        self._check()
         return self.s2s.capabilities, placement()
 
     async def connect(self, options: S2sOptions) -> None:

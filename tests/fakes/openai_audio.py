@@ -33,6 +33,7 @@ class AudioFake:
         self.transcriptions: list[dict[str, Any]] = []  # form fields received (file: its size)
         self.speech: list[dict[str, Any]] = []  # bodies received
         self.fail_next: list[int] = []  # statuses for the next requests (500 / 429 ...)
+        self.attempts = {"transcriptions": 0, "speech": 0}  # requests, refused ones included
         self._models: tuple[Any, Any] | None = None
 
     def _models_loaded(self) -> tuple[Any, Any]:
@@ -53,6 +54,7 @@ class AudioFake:
         return None
 
     async def transcriptions_create(self, request: web.Request) -> web.StreamResponse:
+        self.attempts["transcriptions"] += 1
         if (refused := self._refused(request)) is not None:
             return refused
         if not request.content_type.startswith("multipart/form-data"):
@@ -90,6 +92,7 @@ class AudioFake:
         )
 
     async def speech_create(self, request: web.Request) -> web.StreamResponse:
+        self.attempts["speech"] += 1
         if (refused := self._refused(request)) is not None:
             return refused
         try:
