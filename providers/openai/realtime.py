@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 from websockets.exceptions import ConnectionClosed
 
 from backend.errors import BackendError, ErrorCode
@@ -308,7 +309,7 @@ class OpenAIRealtimeSession(S2sSession):
     async def send_audio(self, pcm16: bytes) -> None:
         if self._failed or self._closing:
             return  # the failure was reported once, as an `error` event
-        with contextlib.suppress(ConnectionClosed):  # the reader reconnects
+        with contextlib.suppress(ConnectionClosed, openai.OpenAIError):  # the reader reconnects
             await self._conn.input_audio_buffer.append(audio=base64.b64encode(pcm16).decode())
 
     async def events(self) -> AsyncIterator[S2sEvent]:
@@ -328,7 +329,7 @@ class OpenAIRealtimeSession(S2sSession):
                     item_id=item, content_index=0, audio_end_ms=end_ms
                 )
                 self._cut_text(item, end_ms / total if total else 0.0)
-        except ConnectionClosed:
+        except (ConnectionClosed, openai.OpenAIError):
             pass  # the reader reconnects; the new connection gets the cut history
 
     def _cut_text(self, item_id: str, heard: float) -> None:
