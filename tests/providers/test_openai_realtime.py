@@ -65,8 +65,11 @@ def runtime(
     return rt
 
 
-async def test_a_spoken_turn_through_the_sdk(fake: FakeOpenAI, hello_16k: bytes) -> None:
-    rt = runtime(model(fake, voice="cedar"))
+@pytest.mark.parametrize("turn_detection", ["server_vad", "semantic_vad"])
+async def test_a_spoken_turn_through_the_sdk(
+    fake: FakeOpenAI, hello_16k: bytes, turn_detection: str
+) -> None:
+    rt = runtime(model(fake, voice="cedar", turn_detection=turn_detection))
     ear = Listener(rt)
     rt.push_audio(frames(hello_16k))
     metrics = await ear.until(lambda e: e["type"] == "metrics")
@@ -89,7 +92,8 @@ async def test_a_spoken_turn_through_the_sdk(fake: FakeOpenAI, hello_16k: bytes)
         "format": {"type": "audio/pcm", "rate": 24000},
         "voice": "cedar",
     }
-    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert session["audio"]["input"]["turn_detection"]["type"] == turn_detection
+    assert fake.realtime.errors == [], "every client event was valid"
     appended = fake.realtime.events("input_audio_buffer.append")
     assert len(appended) > 10 and all(e["audio"] > 0 for e in appended)
     ear.stop()
@@ -121,6 +125,7 @@ async def test_barge_in_cancels_and_truncates_at_what_was_heard(
     heard = interrupted["heard_text"].split()
     assert heard and LONG_REPLY.split()[: len(heard)] == heard
     assert not [e for e in ear.events if e["type"] == "error"]
+    assert fake.realtime.errors == [], "the cancel found its response, the truncate its audio"
     ear.stop()
     await rt.aclose()
 
