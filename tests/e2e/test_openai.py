@@ -1,6 +1,6 @@
-"""An s2s call on OpenAI Realtime through the whole system: HTTP session, the session actor and
-its s2s stage actor in Ray, the official SDK's websocket client in that stage, and a loopback
-server in this process speaking the Realtime protocol with real speech models."""
+"""Calls on OpenAI's providers through the whole system: HTTP session, the session actor and its
+stage actors in Ray, the official SDK in those stages, and a loopback server in this process
+speaking OpenAI's protocols (Realtime websocket, audio endpoints) with real speech models."""
 
 from __future__ import annotations
 
@@ -63,3 +63,28 @@ async def test_a_bad_realtime_option_is_refused_by_name(backend: Any, base_url: 
     assert error["code"] == "invalid_config"
     assert "stage_provider_config.openai_realtime.voise" in error["message"]
     assert VALID_KEY not in resp.text
+
+
+async def test_stt_tts_call_on_openai_audio(backend: Any, base_url: str, hello_16k: bytes) -> None:
+    async with running_fake_openai() as fake:
+        fake.audio.fail_next = [500]  # the first upload fails; the backend's retry covers it
+        options = {"api_key": VALID_KEY, "base_url": fake.base_url, "voice": "coral"}
+        await backend.update_config(
+            make_config(
+                stt_provider="openai",
+                tts_provider="openai",
+                retry_delay=0.1,
+                stage_provider_config={"openai": options},
+            )
+        )
+        async with HttpClient(base_url) as client:
+            session = await client.create_session(user_id="caller-oai-audio")
+            assert session["stages"]["stt"]["provider"] == "openai"
+            result = await client.talk(session, hello_16k, 16000, realtime=True)
+            await client.close_session(session["session_id"])
+    assert result.transcripts == ["hello world"], result.events
+    assert result.replies == ["You said: hello world"]
+    reply = np.frombuffer(bytes(result.audio), dtype="<i2")
+    assert reply.size / 16000 >= 0.5 and rms(reply) > 300
+    assert fake.audio.attempts["transcriptions"] == 2, "retried through the STT stage actor"
+    assert fake.audio.speech and fake.audio.speech[0]["voice"] == "coral"
