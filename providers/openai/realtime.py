@@ -87,7 +87,11 @@ class OpenAIRealtimeSession(S2sSession):
 
     # -- connection ------------------------------------------------------------------------
     async def start(self) -> None:
-        self._conn = await call_with_retry("openai_realtime.connect", self._open, self.retry)
+        try:
+            self._conn = await call_with_retry("openai_realtime.connect", self._open, self.retry)
+        except BaseException:
+            await self._client.close()
+            raise
         self._tasks = [
             asyncio.create_task(self._read(), name="openai-realtime-reader"),
             asyncio.create_task(self._rotate_before_expiry(), name="openai-realtime-rotator"),
@@ -106,7 +110,7 @@ class OpenAIRealtimeSession(S2sSession):
                 raise _error_from_event(first)
             await conn.session.update(session=self._session_config())
             for role, text in self.history():
-                kind = "input_text" if role == "user" else "output_text"
+                kind = "output_text" if role == "assistant" else "input_text"
                 await conn.conversation.item.create(
                     item={
                         "type": "message",
@@ -164,7 +168,9 @@ class OpenAIRealtimeSession(S2sSession):
         if self._response_id:  # the reply in flight is lost: let the session finish its turn
             self._put(S2sEvent("response_done", response_id=self._response_id))
         last: BackendError | None = None
+        tried = 0
         for attempt in range(self.retry.max_retries):
+            tried += 1
             await asyncio.sleep(self.retry.delay_for(attempt))
             try:
                 async with asyncio.timeout(self.retry.timeout_s):
@@ -183,7 +189,7 @@ class OpenAIRealtimeSession(S2sSession):
                     last.code if last and not last.retryable else ErrorCode.CONNECTION_FAILED
                 ).value,
                 message=f"OpenAI Realtime connection lost ({why}) and not restored after "
-                f"{self.retry.max_retries} retries{reason}",
+                f"{tried} retries{reason}",
             )
         )
         return False

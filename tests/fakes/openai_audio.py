@@ -32,6 +32,7 @@ class AudioFake:
         self.valid_key = valid_key
         self.transcriptions: list[dict[str, Any]] = []  # form fields received (file: its size)
         self.speech: list[dict[str, Any]] = []  # bodies received
+        self.spoken: list[bytes] = []  # the audio each speech request was answered with
         self.fail_next: list[int] = []  # statuses for the next requests (500 / 429 ...)
         self.attempts = {"transcriptions": 0, "speech": 0}  # requests, refused ones included
         self._models: tuple[Any, Any] | None = None
@@ -112,12 +113,16 @@ class AudioFake:
         _, tts = self._models_loaded()
         src = tts.capabilities.sample_rate_hz
         stream = soxr.ResampleStream(src, SPEECH_RATE, 1, dtype="int16")
+        sent = bytearray()
         async for chunk in tts.synthesize(text):
             out = stream.resample_chunk(np.frombuffer(chunk, dtype="<i2"))
             if out.size:
-                await resp.write(np.asarray(out, dtype="<i2").tobytes())
+                sent += (data := np.asarray(out, dtype="<i2").tobytes())
+                await resp.write(data)
         tail = stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
         if tail.size:
-            await resp.write(np.asarray(tail, dtype="<i2").tobytes())
+            sent += (data := np.asarray(tail, dtype="<i2").tobytes())
+            await resp.write(data)
+        self.spoken.append(bytes(sent))
         await resp.write_eof()
         return resp
