@@ -105,7 +105,9 @@ class SessionActor:
             self.runtime = SessionRuntime(
                 **common,
                 s2s=s2s,
-                s2s_options=S2sOptions(min_silence_s=config.min_endpointing_delay),
+                s2s_options=S2sOptions(
+                    min_silence_s=config.min_endpointing_delay, retry=common["settings"].retry
+                ),
                 trace_attributes={"user.id": spec.user_id, "s2s.provider": s2s_provider},
             )
         else:

@@ -17,6 +17,7 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.errors import as_backend_error
+from backend.errors import BackendError
 from providers.base import (
     S2S,
     STT,
@@ -39,15 +40,34 @@ def placement() -> dict[str, Any]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+class _Stage:
+    """A provider's constructor error (a bad option, say) is kept and raised by `describe`, so
+    the session gets the `BackendError` naming it rather than a dead actor."""
+
+    _init_error: BackendError | None = None
+
+    def _build(self, registry: Any, provider: str, options: dict[str, Any]) -> Any:
+        try:
+            return registry.create(provider, **options)
+        except BackendError as exc:
+            self._init_error = exc
+            return None
+
+    def _check(self) -> None:
+        if self._init_error is not None:
+            raise self._init_error
+
+
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
-class SttStageActor:
+class SttStageActor(_Stage):
     """Calls arrive in submission order from the session's single STT feeder, one at a time."""
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.stt: STT = STT_PROVIDERS.create(provider, **options)
+        self.stt: STT = self._build(STT_PROVIDERS, provider, options)
         self._streams: dict[int, SttStream] = {}
 
     async def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+        self._check()
         await self.stt.connect()  # a hosted provider's session connection, before the first turn
         return self.stt.capabilities, placement()
 
@@ -60,21 +80,24 @@ class SttStageActor:
         await stream.push(pcm16)
 
     async def finish(self, utterance_id: int) -> str:
-        stream = self._streams.pop(utterance_id, None)
+        stream = self._streams.get(utterance_id)
         if stream is None:
             return ""
-        return await stream.finish()
+        text = await stream.finish()  # kept until it succeeds: the pipeline retries `finish`
+        self._streams.pop(utterance_id, None)
+        return text
 
     def ping(self) -> str:
         return "ok"
 
 
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
-class TtsStageActor:
+class TtsStageActor(_Stage):
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
+        self.tts: TTS = self._build(TTS_PROVIDERS, provider, options)
 
     async def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+        self._check()
         await self.tts.connect()
         return self.tts.capabilities, placement()
 
@@ -93,15 +116,16 @@ class TtsStageActor:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
-class S2sStageActor:
+class S2sStageActor(_Stage):
     """One speech-to-speech model connection for one session. `events` is a streaming
     generator the session consumes for the whole call; audio and interrupts arrive beside it."""
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
-        self.s2s: S2S = S2S_PROVIDERS.create(provider, **options)
+        self.s2s: S2S = self._build(S2S_PROVIDERS, provider, options)
         self.session: S2sSession | None = None
 
     def describe(self) -> tuple[S2sCapabilities, dict[str, Any]]:
+        self._check()
         return self.s2s.capabilities, placement()
 
     async def connect(self, options: S2sOptions) -> None:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from providers.retry import RetryPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class SttCapabilities:
@@ -184,6 +186,7 @@ class S2sOptions:
     min_silence_s: float = 0.5
     history: tuple[tuple[str, str], ...] = ()  # (role, text) carried over on reconnect
     agent: Agent | None = None  # used by s2s providers that compose an agent (the local one)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # the backend's timeout, retries
 
 
 class S2sSession(ABC):

@@ -67,14 +67,25 @@ STT_PROVIDERS = Registry(
     {
         "pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT",
         "cartesia": "providers.cartesia.stt:CartesiaSTT",
+        "openai": "providers.openai.stt:OpenAISTT",
     },
 )
 TTS_PROVIDERS = Registry(
     "tts",
-    {"espeak": "providers.espeak.tts:EspeakTTS", "cartesia": "providers.cartesia.tts:CartesiaTTS"},
+    {
+        "espeak": "providers.espeak.tts:EspeakTTS",
+        "cartesia": "providers.cartesia.tts:CartesiaTTS",
+        "openai": "providers.openai.tts:OpenAITTS",
+    },
 )
 # The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
-S2S_PROVIDERS = Registry("s2s", {"local": "pipelines.s2s_local:LocalS2S"})
+S2S_PROVIDERS = Registry(
+    "s2s",
+    {
+        "local": "pipelines.s2s_local:LocalS2S",
+        "openai_realtime": "providers.openai.realtime:OpenAIRealtimeS2S",
+    },
+)
 VAD_PROVIDERS = Registry(
     "vad",
     {"silero": "providers.vad.silero:SileroVAD", "webrtc": "providers.vad.webrtc:WebrtcVAD"},

@@ -1,4 +1,6 @@
-"""A loopback OpenAI API server for tests: `POST /v1/chat/completions`, plain and streamed.
+"""A loopback OpenAI API server for tests: `POST /v1/chat/completions`, plain and streamed; the
+Realtime websocket (`tests/fakes/openai_realtime.py`) and the audio endpoints
+(`tests/fakes/openai_audio.py`) on the same server.
 
 Written from OpenAI's API reference (Chat Completions): a JSON `chat.completion` object, or with
 `"stream": true` server-sent events of `chat.completion.chunk` objects (`choices[0].delta`
@@ -18,6 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai_audio import AudioFake
+from tests.fakes.openai_realtime import RealtimeFake
+
 VALID_KEY = "sk-test-key"
 
 
@@ -27,6 +32,11 @@ class FakeOpenAI:
         self.fail_next: tuple[int, str] | None = None  # (status, error type) for the next call
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.realtime = RealtimeFake(VALID_KEY)
+        self.app.router.add_get("/v1/realtime", self.realtime.handle)
+        self.audio = AudioFake(VALID_KEY)
+        self.app.router.add_post("/v1/audio/transcriptions", self.audio.transcriptions_create)
+        self.app.router.add_post("/v1/audio/speech", self.audio.speech_create)
         self.base_url = ""
 
     def _error(self, status: int, kind: str, message: str, code: str | None = None) -> web.Response:
@@ -106,4 +116,5 @@ async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
     try:
         yield fake
     finally:
+        await fake.realtime.drop()  # open websockets would hold the cleanup
         await runner.cleanup()
