@@ -106,7 +106,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # Ray + Serve start: ~15 s idle, minutes under load
         health = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
