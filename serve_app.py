@@ -165,13 +165,14 @@ class VoiceIngress:
                     "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
                 )
             actor = self.sup.session_actor(session_id)
+            codec = self.sup.wire_codec(rec)
         except BackendError as err:
             await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
             await ws.close(
                 1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR
             )
             return
-        await relay(ws, actor)
+        await relay(ws, actor, codec)
 
     # -- Python handle API (backend.new_backend) -------------------------------------------
     async def api_create_session(

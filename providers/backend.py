@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import MediaInfo, ProviderCapabilities
+from providers.wire import SessionMedia, WireCodec
 
 
 class ProviderConfig(BaseModel):
@@ -50,6 +51,11 @@ class BackendProvider(ABC):
         """Create whatever the session needs outside this cluster; return where media connects."""
 
     async def close_session(self, session_id: str) -> None:
+        return None
+
+    def wire_codec(self, media: SessionMedia) -> WireCodec | None:
+        """The wire format of this provider's session websockets, one codec per connection;
+        None: the native protocol (binary PCM16 + JSON events)."""
         return None
 
     def stage_options(self) -> dict[str, dict[str, Any]]:

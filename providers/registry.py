@@ -54,7 +54,14 @@ class Registry:
         return self.resolve(name)(*args, **options)
 
 
-BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
+BACKENDS = Registry(
+    "backend",
+    {
+        "local": "providers.local.backend:LocalBackendProvider",
+        "pipecat": "providers.pipecat.backend:PipecatBackendProvider",
+        "vocode": "providers.vocode.backend:VocodeBackendProvider",
+    },
+)
 STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
 TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
 # The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
