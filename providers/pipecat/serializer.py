@@ -58,7 +58,8 @@ class PipecatCodec(WireCodec):
         kind = frame.WhichOneof("frame")
         try:
             if kind == "audio":
-                return Decoded(audio=[self._audio_in(frame.audio)])
+                pcm = self._audio_in(frame.audio)
+                return Decoded(audio=[pcm] if pcm else [])  # the resampler may hold it back
             if kind == "message":
                 return self._message_in(frame.message.data)
         except WireFormatError as exc:
@@ -71,6 +72,8 @@ class PipecatCodec(WireCodec):
         pcm, wav_rate, wav_channels = strip_wav(f.audio)
         rate = f.sample_rate or wav_rate
         channels = f.num_channels or wav_channels or 1
+        if not pcm:
+            raise WireFormatError("empty audio frame")
         if not rate:
             raise WireFormatError("audio frame has no sample_rate")
         if not 1 <= channels <= MAX_CHANNELS:

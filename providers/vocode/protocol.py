@@ -89,7 +89,8 @@ class VocodeCodec(WireCodec):
             if kind in ("websocket_audio_config_start", "websocket_start"):
                 return self._start(msg)
             if kind == "websocket_audio":
-                return Decoded(audio=[self._audio_in(msg.get("data"))])
+                pcm = self._audio_in(msg.get("data"))
+                return Decoded(audio=[pcm] if pcm else [])  # the resampler may hold it back
             if kind == "websocket_stop":
                 return Decoded(close=True)
         except WireFormatError as exc:
@@ -133,6 +134,8 @@ class VocodeCodec(WireCodec):
         except (binascii.Error, ValueError):
             raise WireFormatError("websocket_audio.data is not valid base64") from None
         raw, _, _ = strip_wav(raw)  # browser recorders send WAV-wrapped chunks
+        if not raw:
+            raise WireFormatError("empty websocket_audio message")
         if self.input.audio_encoding == "mulaw":
             raw = mulaw_decode(raw)
         elif len(raw) % 2:
