@@ -88,11 +88,20 @@ class Resampler:
             else soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="int16", quality="HQ")
         )
 
-    def __call__(self, pcm16: bytes) -> bytes:
-        if self._stream is None or not pcm16:
+    def __call__(self, pcm16: bytes, last: bool = False) -> bytes:
+        if self._stream is None or (not pcm16 and not last):
             return pcm16
         samples = np.frombuffer(pcm16, dtype="<i2")
-        return np.asarray(self._stream.resample_chunk(samples), dtype="<i2").tobytes()
+        out = self._stream.resample_chunk(samples, last=last)
+        if last:  # a flushed soxr stream takes no more input: start a fresh one
+            self._stream = soxr.ResampleStream(
+                self.in_rate_hz, self.out_rate_hz, 1, dtype="int16", quality="HQ"
+            )
+        return np.asarray(out, dtype="<i2").tobytes()
+
+    def flush(self) -> bytes:
+        """What the filter still holds (its delay, a few ms): at the end of a reply."""
+        return self(b"", last=True)
 
 
 def strip_wav(data: bytes) -> tuple[bytes, int | None, int | None]:

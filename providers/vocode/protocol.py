@@ -143,10 +143,10 @@ class VocodeCodec(WireCodec):
         return self._in_resampler(raw)
 
     # -- session → client ------------------------------------------------------------------
-    def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
+    def encode_audio(self, pcm16: bytes, last: bool = False) -> list[Outgoing]:
         if self.output is None or self._out_resampler is None:
             return []  # not started: Vocode clients get audio only after websocket_ready
-        pcm = self._out_resampler(pcm16)
+        pcm = self._out_resampler(pcm16, last=last)
         if not pcm:
             return []
         if self.output.audio_encoding == "mulaw":
@@ -158,6 +158,13 @@ class VocodeCodec(WireCodec):
 
     def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
         kind = event.get("type")
+        if kind == "state" and event.get("state") != "speaking":
+            return self.encode_audio(b"", last=True)  # the reply's tail, held by the resampler
+        if kind == "interrupted" and self.output is not None:
+            self._out_resampler = Resampler(
+                self.media.output_sample_rate_hz, self.output.sampling_rate
+            )  # drop what it holds: the user talked over it
+            return []
         if kind == "transcript" and event.get("text"):
             return self._transcript(str(event["text"]), "human")
         if kind == "agent_text" and event.get("text"):
