@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
+from actors.upstream_relay import proxy
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
@@ -166,13 +167,17 @@ class VoiceIngress:
                 )
             actor = self.sup.session_actor(session_id)
             codec = self.sup.wire_codec(rec)
+            upstream = await self.sup.media_upstream(rec)
         except BackendError as err:
             await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
             await ws.close(
                 1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR
             )
             return
-        await relay(ws, actor, codec)
+        if upstream is not None:  # the provider's bot answers; the session keeps the call
+            await proxy(ws, actor, upstream)
+        else:
+            await relay(ws, actor, codec)
 
     # -- Python handle API (backend.new_backend) -------------------------------------------
     async def api_create_session(

@@ -210,6 +210,9 @@ class Supervisor:
         )
         return self.provider.wire_codec(media)
 
+    async def media_upstream(self, rec: dict[str, Any]) -> str | None:
+        return await self.provider.media_upstream(rec["session_id"], rec.get("user_id", ""))
+
     def session_actor(self, session_id: str) -> Any:
         try:
             return ray.get_actor(session_actor_name(session_id), namespace=self.namespace)

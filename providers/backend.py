@@ -58,6 +58,11 @@ class BackendProvider(ABC):
         None: the native protocol (binary PCM16 + JSON events)."""
         return None
 
+    async def media_upstream(self, session_id: str, user_id: str) -> str | None:
+        """A websocket URL to relay this client connection to, byte for byte, instead of the
+        session's own pipeline (a bot elsewhere); None: the session's pipeline answers."""
+        return None
+
     def stage_options(self) -> dict[str, dict[str, Any]]:
         """Constructor options for stage providers, keyed by stage provider name."""
         return {}

@@ -4,14 +4,17 @@ and gets back the reply as its own frame types and RTVI messages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
-from tests.conftest import BackendHolder
-from tests.e2e.providers_fixture import run_peer, serve_provider
+from tests.conftest import BackendHolder, free_port, make_config, wait_for
+from tests.e2e.providers_fixture import PEERS, peer_python, run_peer, serve_provider
 
 pytestmark = pytest.mark.ray
 
@@ -86,3 +89,74 @@ async def test_barge_in_sends_pipecat_interruption(
     got = await _call(pipecat_base_url, speech_file, "--barge-in")
     assert got["interruptions"] >= 1, got["rtvi_types"]  # InterruptionFrame: client drops audio
     assert "bot-interrupted" in got["rtvi_types"]
+
+
+@pytest.fixture
+async def pipecat_bot_server() -> AsyncIterator[str]:
+    """A real Pipecat bot under Pipecat's development runner (tests/peers/pipecat_echo_bot.py)."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(peer_python("pipecat")),
+        str(PEERS / "pipecat_echo_bot.py"),
+        *("-t", "websocket", "--host", "localhost", "--port", str(port)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://localhost:{port}"
+    try:
+
+        async def ready() -> bool:
+            try:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(f"{url}/status")).status_code == 200
+            except httpx.HTTPError:
+                return proc.returncode is not None  # stop waiting if it died
+
+        assert await wait_for(ready, timeout_s=60) and proc.returncode is None
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _configure(provider_config: dict) -> None:
+    import serve_app
+
+    cfg = make_config(provider="pipecat", provider_config=provider_config)
+    out = await serve_app.app_handle().api_update_config.remote(cfg.model_dump(mode="json"))
+    assert "ok" in out, out
+
+
+async def test_sessions_relay_to_a_pipecat_bot_started_through_its_runner(
+    pipecat_base_url: str, speech_file: Path, pipecat_bot_server: str
+) -> None:
+    await _configure({"pipecat_server_url": pipecat_bot_server})
+    try:
+        got = await _call(pipecat_base_url, speech_file, "--echo")
+        async with HttpClient(pipecat_base_url) as client:
+            health = await client.health()
+    finally:
+        await _configure({})
+    ready = next(m for m in got["rtvi"] if m["type"] == "bot-ready")
+    assert ready["data"]["about"]["library"] == "pipecat-ai"  # the real bot answered
+    assert got["bot_audio_s"] >= 1.0 and got["bot_audio_rms"] > 300  # it echoed our speech
+    assert got["transcriptions"] == []  # no pipeline of ours in between
+    assert health["details"]["providers"]["pipecat"]["reachable"] is True
+
+
+async def test_an_unreachable_bot_server_refuses_the_session(pipecat_base_url: str) -> None:
+    await _configure({"pipecat_server_url": f"http://127.0.0.1:{free_port()}"})
+    try:
+        async with HttpClient(pipecat_base_url) as client:
+            with pytest.raises(BackendError) as refused:
+                await client.create_session(user_id="pipecat-user")
+            assert await client.list_sessions() == []
+    finally:
+        await _configure({})
+    assert refused.value.code is ErrorCode.CONNECTION_FAILED
+    assert "unreachable" in refused.value.message

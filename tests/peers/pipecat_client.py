@@ -6,7 +6,10 @@ subprocess. It is the shape of a Pipecat client pipeline: `WebsocketClientTransp
 streams the speech in PCM file `argv[2]` (16 kHz, sent as WAV-wrapped audio frames as Pipecat's
 client transport does) and prints what came back, by Pipecat frame type, as one JSON line.
 
-    python pipecat_client.py WS_URL SPEECH.pcm [--barge-in] [--malformed]
+    python pipecat_client.py WS_URL SPEECH.pcm [--barge-in] [--malformed] [--echo]
+
+`--echo`: the far end is an echo bot (the `pipecat_server_url` relay): done once the speech
+came back, instead of after a spoken reply and its metrics.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def silence(seconds: float) -> bytes:
     return bytes(int(RATE * seconds) * 2)
 
 
-async def main(url: str, speech: bytes, barge_in: bool, malformed: bool) -> dict:
+async def main(url: str, speech: bytes, barge_in: bool, malformed: bool, echo: bool) -> dict:
     transport = WebsocketClientTransport(
         uri=url,
         params=WebsocketClientParams(
@@ -130,9 +133,13 @@ async def main(url: str, speech: bytes, barge_in: bool, malformed: bool) -> dict
             await rec.wait_for(lambda: "bot-started-speaking" in rec.types(), TIMEOUT_S)
             await task.queue_frames(audio_frames(speech + speech + silence(1.5)))
             await rec.wait_for(lambda: rec.interruptions > 0, TIMEOUT_S)
-        await rec.wait_for(
-            lambda: "bot-stopped-speaking" in rec.types() and "metrics" in rec.types(), TIMEOUT_S
-        )
+        if echo:
+            await rec.wait_for(lambda: len(rec.bot_audio) >= 2 * len(speech), TIMEOUT_S)
+        else:
+            await rec.wait_for(
+                lambda: "bot-stopped-speaking" in rec.types() and "metrics" in rec.types(),
+                TIMEOUT_S,
+            )
         await task.queue_frame(EndFrame())
 
     def transport_connected() -> bool:
@@ -159,5 +166,8 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     with open(args[1], "rb") as f:
         pcm = f.read()
-    out = asyncio.run(main(args[0], pcm, "--barge-in" in sys.argv, "--malformed" in sys.argv))
+    flags = {a.removeprefix("--").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    out = asyncio.run(
+        main(args[0], pcm, "barge_in" in flags, "malformed" in flags, "echo" in flags)
+    )
     print("RESULT " + json.dumps(out))
