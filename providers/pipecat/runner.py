@@ -1,7 +1,9 @@
 """Client of a Pipecat development runner (`pipecat.runner.run`, or any server with its shape):
 `GET /status` → {"status", "transports"}; `POST /start` {"transport": "websocket", "body"} →
 {"wsUrl", "sessionId", "token"} — the bot starts when a client connects to `wsUrl` with that
-one-time token, so a fresh start is asked for each client connection."""
+one-time token, so a fresh start is asked for each client connection; `POST /start`
+{"transport": "daily", "createDailyRoom": false, "body": {"room_url", "token", ...}} starts a
+bot at once, handing it `body` (the room we made and its owner token)."""
 
 from __future__ import annotations
 
@@ -20,16 +22,20 @@ class PipecatRunner:
         self.server_url = server_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, transport: str = "websocket") -> dict[str, Any]:
         data = await self._call("GET", "/status")
-        if "websocket" not in (data.get("transports") or []):
+        if transport not in (data.get("transports") or []):
             raise BackendError(
                 "pipecat.status",
                 ErrorCode.CONNECTION_FAILED,
-                f"the Pipecat bot server at {self.server_url} does not offer the websocket "
-                f"transport (it offers {data.get('transports')}); run it with -t websocket",
+                f"the Pipecat bot server at {self.server_url} does not offer the {transport} "
+                f"transport (it offers {data.get('transports')}); run it with -t {transport}",
             )
         return data
+
+    async def start_daily_bot(self, body: dict[str, Any]) -> None:
+        request = {"transport": "daily", "createDailyRoom": False, "body": body}
+        await self._call("POST", "/start", json=request, want_object=False)
 
     async def start_websocket_bot(self, session_id: str, user_id: str) -> str:
         body = {"transport": "websocket", "body": {"session_id": session_id, "user_id": user_id}}
@@ -45,7 +51,9 @@ class PipecatRunner:
             ws_url += ("&" if "?" in ws_url else "?") + urlencode({"token": data["token"]})
         return ws_url
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, want_object: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as http:
                 resp = await http.request(method, self.server_url + path, **kwargs)
@@ -67,6 +75,8 @@ class PipecatRunner:
             data = resp.json()
         except ValueError:
             data = None
+        if not want_object:
+            return {}
         if not isinstance(data, dict):
             raise BackendError(
                 f"pipecat{path.replace('/', '.')}",

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from backend.http_client import HttpClient
-from tests.conftest import BackendHolder, make_config
+from tests.conftest import BackendHolder, free_port, make_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "tests" / "peers"
@@ -71,3 +74,38 @@ async def run_peer(name: str, script: str, *args: str) -> dict[str, Any]:
     tail = err.decode()[-4000:]
     assert proc.returncode == 0 and lines, f"peer failed ({proc.returncode}):\n{tail}"
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@contextlib.asynccontextmanager
+async def pipecat_bot_server(transport: str, **env: str) -> AsyncIterator[str]:
+    """A real Pipecat bot under Pipecat's development runner (tests/peers/pipecat_echo_bot.py),
+    serving `transport`; yields its URL and stops it after."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(peer_python("pipecat")),
+        str(PEERS / "pipecat_echo_bot.py"),
+        *("-t", transport, "--host", "localhost", "--port", str(port)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    url = f"http://localhost:{port}"
+    try:
+
+        async def ready() -> bool:
+            try:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(f"{url}/status")).status_code == 200
+            except httpx.HTTPError:
+                return proc.returncode is not None  # stop waiting if it died
+
+        assert await wait_for(ready, timeout_s=60) and proc.returncode is None
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -4,17 +4,15 @@ and gets back the reply as its own frame types and RTVI messages."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
-from tests.conftest import BackendHolder, free_port, make_config, wait_for
-from tests.e2e.providers_fixture import PEERS, peer_python, run_peer, serve_provider
+from tests.conftest import BackendHolder, free_port, make_config
+from tests.e2e.providers_fixture import pipecat_bot_server, run_peer, serve_provider
 
 pytestmark = pytest.mark.ray
 
@@ -92,36 +90,9 @@ async def test_barge_in_sends_pipecat_interruption(
 
 
 @pytest.fixture
-async def pipecat_bot_server() -> AsyncIterator[str]:
-    """A real Pipecat bot under Pipecat's development runner (tests/peers/pipecat_echo_bot.py)."""
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        str(peer_python("pipecat")),
-        str(PEERS / "pipecat_echo_bot.py"),
-        *("-t", "websocket", "--host", "localhost", "--port", str(port)),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://localhost:{port}"
-    try:
-
-        async def ready() -> bool:
-            try:
-                async with httpx.AsyncClient() as http:
-                    return (await http.get(f"{url}/status")).status_code == 200
-            except httpx.HTTPError:
-                return proc.returncode is not None  # stop waiting if it died
-
-        assert await wait_for(ready, timeout_s=60) and proc.returncode is None
+async def echo_bot_server() -> AsyncIterator[str]:
+    async with pipecat_bot_server("websocket") as url:
         yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def _configure(provider_config: dict) -> None:
@@ -133,9 +104,9 @@ async def _configure(provider_config: dict) -> None:
 
 
 async def test_sessions_relay_to_a_pipecat_bot_started_through_its_runner(
-    pipecat_base_url: str, speech_file: Path, pipecat_bot_server: str
+    pipecat_base_url: str, speech_file: Path, echo_bot_server: str
 ) -> None:
-    await _configure({"pipecat_server_url": pipecat_bot_server})
+    await _configure({"pipecat_server_url": echo_bot_server})
     try:
         got = await _call(pipecat_base_url, speech_file, "--echo")
         async with HttpClient(pipecat_base_url) as client:

@@ -3,16 +3,22 @@ websocket transport, `ProtobufFrameSerializer`, RTVI on (it answers `client-read
 a pipeline that speaks back what it hears (an echo: no model weights can be fetched here).
 
     python pipecat_echo_bot.py -t websocket --host localhost --port PORT
+
+Under `-t daily` it cannot join a room (Daily's servers are out of reach here): it writes the
+`body` the runner handed it (room URL and token) to $PIPECAT_BOT_RECORD and returns.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.runner.types import RunnerArguments
+from pipecat.runner.types import RunnerArguments, WebSocketRunnerArguments
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketParams,
@@ -33,6 +39,10 @@ class Echo(FrameProcessor):
 
 
 async def bot(runner_args: RunnerArguments) -> None:
+    if not isinstance(runner_args, WebSocketRunnerArguments):
+        with open(os.environ["PIPECAT_BOT_RECORD"], "a") as f:
+            f.write(json.dumps(runner_args.body) + "\n")
+        return
     transport = FastAPIWebsocketTransport(
         websocket=runner_args.websocket,
         params=FastAPIWebsocketParams(
