@@ -13,6 +13,7 @@ import pytest
 
 from backend.errors import BackendError, ErrorCode
 from providers.pipecat.backend import PipecatBackendProvider
+from tests.conftest import wait_for
 from tests.e2e.providers_fixture import pipecat_bot_server
 from tests.fakes.daily_api import VALID_KEY, FakeDaily, running_fake_daily
 
@@ -54,8 +55,7 @@ async def test_a_session_gets_its_own_room_and_a_bot_in_it(
     assert (user["user_id"], user["is_owner"]) == ("alice", False)
     assert bot["is_owner"] is True and bot["room_name"] == "calls-s1"
     assert _token_props(media.token) == user  # the user's token, not the owner's
-    starts = [json.loads(line) for line in record.read_text().splitlines()]
-    (started,) = [s for s in starts if s["session_id"] == "s1"]
+    (started,) = await wait_for(lambda: _starts(record, "s1"))  # the runner starts it async
     assert started["room_url"] == media.url and _token_props(started["token"]) == bot
     assert (await p.check_health())["reachable"] is True
 
@@ -83,6 +83,11 @@ async def test_a_wrong_key_is_an_authentication_error_without_the_key(
         await provider(daily, daily_bot[0], key="wrong-secret").open_session("s1", "a", "ws://x")
     assert failed.value.code is ErrorCode.AUTHENTICATION_FAILED
     assert "wrong-secret" not in str(failed.value) and daily.rooms == {}
+
+
+async def _starts(record: Path, session_id: str) -> list[dict]:
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [b for b in map(json.loads, lines) if b["session_id"] == session_id]
 
 
 def _token_props(token: str) -> dict:
