@@ -63,6 +63,7 @@ async def run_peer(name: str, script: str, *args: str) -> dict[str, Any]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(PEERS),
+        env={**os.environ, "NLTK_DATA": str(PEERS / "nltk_data")},  # see its README
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), PEER_TIMEOUT_S)
