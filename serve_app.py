@@ -28,6 +28,7 @@ from actors import vapi_bridge
 from actors.errors import as_backend_error
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
+from actors.upstream_relay import proxy
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
@@ -231,13 +232,18 @@ class VoiceIngress:
                     "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
                 )
             actor = self.sup.session_actor(session_id)
+            codec = self.sup.wire_codec(rec)
+            upstream = await self.sup.media_upstream(rec)
         except BackendError as err:
             await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
             await ws.close(
                 1008 if err.code is ErrorCode.AUTHENTICATION_FAILED else CLOSE_SESSION_ERROR
             )
             return
-        await relay(ws, actor)
+        if upstream is not None:  # the provider's bot answers; the session keeps the call
+            await proxy(ws, actor, upstream)
+        else:
+            await relay(ws, actor, codec)
 
     # -- Vapi (provider "vapi"): its server-URL webhook and its custom LLM -----------------
     @api.post("/v1/vapi/webhook", tags=["vapi"])

@@ -27,6 +27,7 @@ from actors.session_actor import (
 )
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
+from pipelines.audio import PIPELINE_RATE_HZ
 from providers.backend import BackendProvider
 from providers.registry import (
     AGENTS,
@@ -37,6 +38,7 @@ from providers.registry import (
     TURN_DETECTORS,
     VAD_PROVIDERS,
 )
+from providers.wire import SessionMedia, WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ class Supervisor:
             "created_at": datetime.now(UTC).isoformat(),
             "metadata": sc.metadata,
             "state": "idle",
+            "sample_rate_hz": sc.sample_rate_hz,
+            "output_sample_rate_hz": sc.output_sample_rate_hz,
         }
         try:
             await self.registry.reserve.remote(session_id, record)
@@ -199,6 +203,19 @@ class Supervisor:
         return sum(1 for r in results if r is None)
 
     # -- queries ---------------------------------------------------------------------------
+    def wire_codec(self, rec: dict[str, Any]) -> WireCodec | None:
+        """The wire format the session's websocket speaks, decided by the backend provider."""
+        media = SessionMedia(
+            session_id=rec["session_id"],
+            user_id=rec.get("user_id", ""),
+            sample_rate_hz=rec.get("sample_rate_hz", PIPELINE_RATE_HZ),
+            output_sample_rate_hz=rec.get("output_sample_rate_hz", PIPELINE_RATE_HZ),
+        )
+        return self.provider.wire_codec(media)
+
+    async def media_upstream(self, rec: dict[str, Any]) -> str | None:
+        return await self.provider.media_upstream(rec["session_id"], rec.get("user_id", ""))
+
     def session_actor(self, session_id: str) -> Any:
         try:
             return ray.get_actor(session_actor_name(session_id), namespace=self.namespace)

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.errors import as_backend_error
+from providers.wire import Outgoing, WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,20 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_SESSION_ERROR = 1011
 
 
-async def relay(ws: WebSocket, actor: Any) -> None:
+async def relay(ws: WebSocket, actor: Any, codec: WireCodec | None = None) -> None:
     """Run until the client leaves or the session closes; the session itself stays alive when
-    the client disconnects (it may reconnect) — closing it is `DELETE /v1/sessions/{id}`."""
+    the client disconnects (it may reconnect) — closing it is `DELETE /v1/sessions/{id}`.
+
+    `codec`: another ecosystem's wire format (the session's provider picks it); None is the
+    native protocol."""
     await actor.start_media.remote()
     inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+    if codec is not None:
+        await _send_all(ws, codec.on_connect())
     tasks = [
-        asyncio.create_task(_receive(ws, inbound)),
+        asyncio.create_task(_receive(ws, inbound, codec)),
         asyncio.create_task(_push(actor, inbound)),
-        asyncio.create_task(_send(ws, actor)),
+        asyncio.create_task(_send(ws, actor, codec)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -57,12 +63,22 @@ async def relay(ws: WebSocket, actor: Any) -> None:
         await _close(ws, CLOSE_NORMAL)
 
 
-async def _receive(ws: WebSocket, inbound: asyncio.Queue[bytes | None]) -> None:
+async def _receive(
+    ws: WebSocket, inbound: asyncio.Queue[bytes | None], codec: WireCodec | None
+) -> None:
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", CLOSE_GOING_AWAY))
-        if msg.get("bytes") is not None:
+        if codec is not None:
+            data = msg["bytes"] if msg.get("bytes") is not None else msg.get("text") or ""
+            decoded = codec.decode(data)
+            for pcm in decoded.audio:
+                inbound.put_nowait(pcm)
+            await _send_all(ws, decoded.replies)
+            if decoded.close:  # the client ended the conversation
+                return
+        elif msg.get("bytes") is not None:
             inbound.put_nowait(msg["bytes"])
         elif msg.get("text") is not None:
             await _control(ws, msg["text"])
@@ -98,16 +114,29 @@ async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
         await actor.push_audio.remote([f for f in frames if f is not None])
 
 
-async def _send(ws: WebSocket, actor: Any) -> None:
+async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None) -> None:
     while True:
         out = await actor.poll.remote(True, True, POLL_TIMEOUT_S)
         for kind, payload in out["items"]:
-            if kind == "audio":
+            if codec is not None:
+                wire = (
+                    codec.encode_audio(payload) if kind == "audio" else codec.encode_event(payload)
+                )
+                await _send_all(ws, wire)
+            elif kind == "audio":
                 await ws.send_bytes(payload)
             else:
                 await ws.send_text(json.dumps(payload))
         if out["closed"]:
             return
+
+
+async def _send_all(ws: WebSocket, messages: list[Outgoing]) -> None:
+    for m in messages:
+        if isinstance(m, bytes):
+            await ws.send_bytes(m)
+        else:
+            await ws.send_text(m)
 
 
 async def _close(ws: WebSocket, code: int, event: dict[str, Any] | None = None) -> None:

@@ -121,7 +121,7 @@ class HttpClient:
         realtime: bool = True,
         trailing_silence_s: float = 1.5,
         turns: int = 1,
-        timeout_s: float = 60.0,
+        timeout_s: float = 180.0,
     ) -> CallResult:
         """Stream `pcm16` then silence into the session; return once `turns` turns completed."""
         media = session["media"]

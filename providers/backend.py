@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import MediaInfo, ProviderCapabilities
+from providers.wire import SessionMedia, WireCodec
 
 
 class ProviderConfig(BaseModel):
@@ -54,6 +55,16 @@ class BackendProvider(ABC):
 
     def check_stage_providers(self, stt_provider: str | None, tts_provider: str | None) -> None:
         """Refuse stage providers this backend cannot run (`invalid_config` naming the field)."""
+        return None
+
+    def wire_codec(self, media: SessionMedia) -> WireCodec | None:
+        """The wire format of this provider's session websockets, one codec per connection;
+        None: the native protocol (binary PCM16 + JSON events)."""
+        return None
+
+    async def media_upstream(self, session_id: str, user_id: str) -> str | None:
+        """A websocket URL to relay this client connection to, byte for byte, instead of the
+        session's own pipeline (a bot elsewhere); None: the session's pipeline answers."""
         return None
 
     def stage_options(self) -> dict[str, dict[str, Any]]:

@@ -60,6 +60,8 @@ BACKENDS = Registry(
         "local": "providers.local.backend:LocalBackendProvider",
         "cartesia": "providers.cartesia.backend:CartesiaBackendProvider",
         "vapi": "providers.vapi.backend:VapiBackendProvider",
+        "pipecat": "providers.pipecat.backend:PipecatBackendProvider",
+        "vocode": "providers.vocode.backend:VocodeBackendProvider",
     },
 )
 STT_PROVIDERS = Registry(

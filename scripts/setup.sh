@@ -16,3 +16,17 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get install -y -qq chromium >/dev/null 2>&1 \
     || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 fi
+
+# Test peers: the real pipecat-ai and vocode packages, each in its own venv because their pins
+# conflict with ours (tests/peers/ runs them as subprocesses). Rebuilt when their pins change.
+for peer in pipecat vocode; do
+  venv=".venv-peers/$peer"
+  pins="scripts/peers/$peer.txt"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$pins" "$venv/pins.txt"; then
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --no-deps -r "$pins"
+    cp "$pins" "$venv/pins.txt"
+  fi
+done

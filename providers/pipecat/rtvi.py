@@ -1,0 +1,73 @@
+"""RTVI ("real-time voice inference"), the JSON message protocol Pipecat's client SDKs speak with
+a bot, carried inside protobuf `MessageFrame`s on the websocket transport. Only the shapes this
+backend sends or answers; field names as in `pipecat.processors.frameworks.rtvi.models`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+LABEL = "rtvi-ai"
+PROTOCOL_VERSION = "2.2.0"  # what we answer a client that names no version
+ABOUT = {"library": "voice-backend", "library_version": "0.1.0"}
+
+
+def message(kind: str, data: Any = None, msg_id: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"label": LABEL, "type": kind}
+    if msg_id is not None:
+        msg["id"] = msg_id
+    if data is not None:
+        msg["data"] = data
+    return msg
+
+
+def bot_ready(msg_id: str, version: str | None) -> dict[str, Any]:
+    # Echo the client's version, as Pipecat does for clients it supports: the client then
+    # stays on the message shapes it knows.
+    return message("bot-ready", {"version": version or PROTOCOL_VERSION, "about": ABOUT}, msg_id)
+
+
+def error(text: str, fatal: bool = False) -> dict[str, Any]:
+    return message("error", {"error": text, "fatal": fatal})
+
+
+def error_response(msg_id: str, text: str) -> dict[str, Any]:
+    return message("error-response", {"error": text}, msg_id)
+
+
+def user_transcription(text: str, user_id: str) -> dict[str, Any]:
+    return message(
+        "user-transcription",
+        {"text": text, "user_id": user_id, "timestamp": now_iso(), "final": True},
+    )
+
+
+def bot_output(text: str) -> dict[str, Any]:
+    return message(
+        "bot-output",
+        {"text": text, "output_type": "sentence", "will_be_spoken": True, "spoken": True},
+    )
+
+
+def metrics(event: dict[str, Any]) -> dict[str, Any]:
+    """Our per-turn waterfall as RTVI metrics (seconds, per "processor"), plus the original."""
+
+    def entries(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [
+            {"processor": name, "value": round(event[key] / 1000, 4)}
+            for name, key in pairs
+            if isinstance(event.get(key), int | float)
+        ]
+
+    data: dict[str, Any] = {
+        "ttfb": entries([("agent", "agent_ms"), ("tts", "tts_first_audio_ms")]),
+        "processing": entries(
+            [("stt", "stt_final_ms"), ("agent", "agent_total_ms"), ("turn", "response_ms")]
+        ),
+        "voice_backend": {k: v for k, v in event.items() if k != "type"},
+    }
+    return message("metrics", data)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

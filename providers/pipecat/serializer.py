@@ -1,0 +1,176 @@
+"""Pipecat's websocket transport, server side: protobuf frames (`frames.py`) with RTVI messages
+inside `MessageFrame`s — what a Pipecat bot behind `FastAPIWebsocketTransport` with
+`ProtobufFrameSerializer` and an `RTVIProcessor` speaks, so Pipecat's client SDKs (the JS/React
+`WebSocketTransport`, Python's `WebsocketClientTransport`) talk to a session unchanged.
+
+In:  `audio` frames (raw PCM16 or WAV-wrapped, any rate/channel count: resampled to the
+     session's rate), RTVI `client-ready` (→ `bot-ready`) and `disconnect-bot` (→ close).
+Out: reply audio as `audio` frames; the user's transcript as a `transcription` frame and RTVI
+     `user-transcription`; each spoken sentence as a `text` frame and RTVI `bot-output` /
+     `bot-transcription`; RTVI user/bot started/stopped speaking, `metrics`, `error`; on
+     barge-in an `interruption` frame (the client transport drops queued audio) and RTVI
+     `bot-interrupted`. Other session events go out as RTVI `server-message`s.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from providers.pipecat import frames as pb
+from providers.pipecat import rtvi
+from providers.wire import (
+    Decoded,
+    Outgoing,
+    Resampler,
+    SessionMedia,
+    WireCodec,
+    WireFormatError,
+    strip_wav,
+    to_mono,
+)
+
+MAX_CHANNELS = 8
+
+
+class PipecatCodec(WireCodec):
+    name = "pipecat"
+
+    def __init__(self, media: SessionMedia) -> None:
+        super().__init__(media)
+        self._resampler: Resampler | None = None
+        self._bot_speaking = False
+        self._frame_id = 0
+
+    # -- client → session ------------------------------------------------------------------
+    def decode(self, message: bytes | str) -> Decoded:
+        if isinstance(message, str):
+            return self._error(
+                "text websocket messages are not Pipecat frames; this transport carries binary "
+                "protobuf `pipecat.Frame` messages (ProtobufFrameSerializer)"
+            )
+        try:
+            frame = pb.Frame.FromString(message)
+        except DecodeError:
+            return self._error(f"not a protobuf pipecat.Frame ({len(message)} bytes)")
+        kind = frame.WhichOneof("frame")
+        try:
+            if kind == "audio":
+                pcm = self._audio_in(frame.audio)
+                return Decoded(audio=[pcm] if pcm else [])  # the resampler may hold it back
+            if kind == "message":
+                return self._message_in(frame.message.data)
+        except WireFormatError as exc:
+            return self._error(str(exc))
+        if kind is None:
+            return self._error("empty pipecat.Frame: set one of audio, message")
+        return self._error(f"a {kind} frame is not accepted from clients; send audio frames")
+
+    def _audio_in(self, f: Any) -> bytes:
+        pcm, wav_rate, wav_channels = strip_wav(f.audio)
+        rate = f.sample_rate or wav_rate
+        channels = f.num_channels or wav_channels or 1
+        if not pcm:
+            raise WireFormatError("empty audio frame")
+        if not rate:
+            raise WireFormatError("audio frame has no sample_rate")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise WireFormatError(f"audio frame has {channels} channels")
+        if len(pcm) % (2 * channels):
+            raise WireFormatError(
+                f"audio frame has {len(pcm)} bytes: not whole 16-bit samples on "
+                f"{channels} channel(s)"
+            )
+        if self._resampler is None or self._resampler.in_rate_hz != rate:
+            self._resampler = Resampler(rate, self.media.sample_rate_hz)
+        return self._resampler(to_mono(pcm, channels))
+
+    def _message_in(self, data: str) -> Decoded:
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            raise WireFormatError("message frame data is not JSON") from None
+        if not isinstance(msg, dict) or msg.get("label") != rtvi.LABEL:
+            raise WireFormatError(f'message frame is not an RTVI message (label "{rtvi.LABEL}")')
+        kind, msg_id = msg.get("type"), str(msg.get("id") or "")
+        payload = msg.get("data") if isinstance(msg.get("data"), dict) else {}
+        if kind == "client-ready":
+            version = payload.get("version")
+            ready = rtvi.bot_ready(msg_id, version if isinstance(version, str) else None)
+            return Decoded(replies=[self._message(ready)])
+        if kind == "disconnect-bot":
+            return Decoded(close=True)
+        text = f"RTVI message type {kind!r} is not supported by this backend"
+        return Decoded(replies=[self._message(rtvi.error_response(msg_id, text))])
+
+    # -- session → client ------------------------------------------------------------------
+    def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
+        frame = pb.Frame()
+        frame.audio.id = self._next_id()
+        frame.audio.audio = pcm16
+        frame.audio.sample_rate = self.media.output_sample_rate_hz
+        frame.audio.num_channels = 1
+        return [frame.SerializeToString()]
+
+    def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
+        kind = event.get("type")
+        if kind == "state":
+            return self._bot_speaking_changed(event.get("state") == "speaking")
+        if kind == "speech_started":
+            return [self._message(rtvi.message("user-started-speaking"))]
+        if kind == "speech_ended":
+            return [self._message(rtvi.message("user-stopped-speaking"))]
+        if kind == "transcript":
+            text = str(event.get("text") or "")
+            if not text:
+                return []
+            frame = pb.Frame()
+            t = frame.transcription
+            t.id, t.text, t.user_id = self._next_id(), text, self.media.user_id
+            t.timestamp = rtvi.now_iso()
+            user = rtvi.user_transcription(text, self.media.user_id)
+            return [frame.SerializeToString(), self._message(user)]
+        if kind == "agent_text":
+            text = str(event.get("text") or "")
+            frame = pb.Frame()
+            frame.text.id, frame.text.text = self._next_id(), text
+            return [
+                frame.SerializeToString(),
+                self._message(rtvi.bot_output(text)),
+                self._message(rtvi.message("bot-transcription", {"text": text})),
+            ]
+        if kind == "interrupted":
+            frame = pb.Frame()
+            frame.interruption.id = self._next_id()
+            return [
+                frame.SerializeToString(),
+                self._message(rtvi.message("bot-interrupted")),
+                *self._bot_speaking_changed(False),
+            ]
+        if kind == "metrics":
+            return [self._message(rtvi.metrics(event))]
+        if kind == "error":
+            return [self._message(rtvi.error(str(event.get("message") or "error")))]
+        return [self._message(rtvi.message("server-message", event))]
+
+    def _bot_speaking_changed(self, speaking: bool) -> list[Outgoing]:
+        if speaking == self._bot_speaking:
+            return []
+        self._bot_speaking = speaking
+        kind = "bot-started-speaking" if speaking else "bot-stopped-speaking"
+        return [self._message(rtvi.message(kind))]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _message(self, msg: dict[str, Any]) -> bytes:
+        frame = pb.Frame()
+        frame.message.data = json.dumps(msg)
+        return frame.SerializeToString()
+
+    def _error(self, text: str) -> Decoded:
+        return Decoded(replies=[self._message(rtvi.error(f"invalid_format: {text}"))])
+
+    def _next_id(self) -> int:
+        self._frame_id += 1
+        return self._frame_id
