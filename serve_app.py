@@ -1,7 +1,7 @@
 """The Ray Serve ingress: the supervisor of all voice sessions, over HTTP and Python handles.
 
     serve run serve_app:app                                   # defaults (provider local)
-    serve run serve_app:build_app provider=local max_sessions=5
+    serve run serve_app:build_app provider=local max_sessions=5 warm_pool_size=4 replicas=2
 
 Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_backend()` calls
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.registry import REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
@@ -118,9 +119,10 @@ class VoiceIngress:
         cfg = Config(**{**(config or {}), "provider": provider})
         self.sup = Supervisor(provider, cfg, NAMESPACE)
         version = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
-        ray.get(
-            self.sup.registry.configure.remote(cfg.model_dump(mode="json"), version.hexdigest())
+        applied = self.sup.registry.configure.remote(
+            cfg.model_dump(mode="json"), version.hexdigest()
         )
+        self.sup.cache_config(ray.get(applied))
 
     # -- HTTP ------------------------------------------------------------------------------
     @api.post("/v1/sessions", status_code=201, tags=["sessions"])
@@ -147,6 +149,12 @@ class VoiceIngress:
         health = await self.sup.health()
         return JSONResponse(health, status_code=503 if health["status"] == "unhealthy" else 200)
 
+    @api.get("/v1/capacity", tags=["health"])
+    async def http_capacity(self) -> dict[str, Any]:
+        """Sessions, free `voice_session` slots and the warm pool, per node: what an autoscaler
+        (or a load balancer in front of several clusters) scales on."""
+        return await self.sup.capacity()
+
     @api.get("/v1/config", tags=["config"])
     async def http_config(self) -> dict[str, Any]:
         return (await self.sup.config()).public_dict()
@@ -164,7 +172,7 @@ class VoiceIngress:
                 raise BackendError(
                     "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
                 )
-            actor = self.sup.session_actor(session_id)
+            actor = await self.sup.session_ref(rec)
         except BackendError as err:
             await ws.send_text(json.dumps({"type": "error", **err.to_body()["error"]}))
             await ws.close(
@@ -198,6 +206,9 @@ class VoiceIngress:
     async def api_health(self) -> dict[str, Any]:
         return await _envelope(self.sup.health())
 
+    async def api_capacity(self) -> dict[str, Any]:
+        return await _envelope(self.sup.capacity())
+
     async def api_get_config(self) -> dict[str, Any]:
         async def run() -> dict[str, Any]:
             return (await self.sup.config()).model_dump(mode="json")
@@ -228,7 +239,11 @@ def build_app(args: dict[str, str]) -> Any:
     max_sessions = args.get("max_sessions") or os.environ.get("VOICE_MAX_SESSIONS")
     if max_sessions is not None:
         config["max_concurrent_sessions"] = int(max_sessions)
-    return VoiceIngress.bind(provider, config)
+    warm_pool = args.get("warm_pool_size") or os.environ.get("VOICE_WARM_POOL_SIZE")
+    if warm_pool is not None:
+        config["warm_pool_size"] = int(warm_pool)
+    replicas = int(args.get("replicas") or os.environ.get("VOICE_INGRESS_REPLICAS") or 1)
+    return VoiceIngress.options(num_replicas=replicas).bind(provider, config)
 
 
 def __getattr__(name: str) -> Any:
@@ -263,12 +278,18 @@ def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PE
 
 
 def deploy(
-    provider: str, config: Config, *, host: str = "127.0.0.1", port: int = 8000
+    provider: str,
+    config: Config,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    replicas: int = 1,
 ) -> DeploymentHandle:
-    """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle."""
+    """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle.
+    Replicas share one registry, so the session cap holds whatever their number."""
     serve.start(http_options={"host": host, "port": port})
     return serve.run(
-        VoiceIngress.bind(provider, config.model_dump(mode="json")),
+        VoiceIngress.options(num_replicas=replicas).bind(provider, config.model_dump(mode="json")),
         name=APP_NAME,
         route_prefix="/",
         blocking=False,
@@ -283,10 +304,13 @@ def app_handle() -> DeploymentHandle | None:
 
 
 def undeploy() -> None:
-    """Delete the app and the registry (call after every session is closed)."""
+    """Delete the app, the warm pool and the registry (call after every session is closed)."""
     serve.delete(APP_NAME)
     with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor("voice_registry", namespace=NAMESPACE))
+        registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+        with contextlib.suppress(Exception):
+            ray.get(registry.shutdown.remote(), timeout=30)
+        ray.kill(registry)
 
 
 def dashboard_url() -> str | None:
