@@ -77,6 +77,7 @@ class SessionRegistry:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._requested_slots = -1
+        self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -119,6 +120,8 @@ class SessionRegistry:
         older than `rev` gets the current one back instead, to validate against and retry."""
         if rev != self.rev:
             return {"config": self.get_config()}
+        replica = str(record.get("ingress_replica"))
+        self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
         cap = self.effective_cap()
         active = len(self.records)
         if active >= cap:
@@ -219,6 +222,7 @@ class SessionRegistry:
             "free_slots": min(free, max(0, cap - active)) if cap else free,
             "warm_pool": {k: v for k, v in pool.items() if k != "nodes"},
             "nodes": pool["nodes"],
+            "admissions_by_replica": dict(self.admissions_by_replica),
         }
 
     def health(self) -> dict[str, Any]:
@@ -339,6 +343,7 @@ class SessionRegistry:
             "at": datetime.now(UTC).isoformat(),
             "unresponsive": [s for s in unresponsive if s in self.records],
         }
+        self._wake_pool()  # idle spares above target are trimmed on a clock
 
     async def _ping(self, w: Worker, deadline_s: float) -> str:
         if not w.ready:

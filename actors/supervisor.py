@@ -171,7 +171,13 @@ class Supervisor:
                 ) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker
-        return {**record, **updates, "worker": res["worker_name"], "state": "idle"}
+        return {
+            **record,
+            **updates,
+            "worker": res["worker_name"],
+            "warm_start": res["warm"],
+            "state": "idle",
+        }
 
     # -- close -----------------------------------------------------------------------------
     async def close_session(self, session_id: str, reason: str = "closed by request") -> None:

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 WORKER_PREFIX = "worker:"
 WARM_FAILURE_BACKOFF_S = (1.0, 30.0)  # first and longest pause after a worker failed to load
+# A session's worker goes back to the pool when it ends, so under churn the pool would refill
+# and then overflow on every cycle. Spares may float up to twice the target (never into a slot
+# a session could use, see `free`), and the ones above target are stopped after being idle this
+# long: under steady churn returned workers serve the next sessions and few processes start.
+IDLE_TRIM_S = 30.0
 
 
 @dataclass(slots=True)
@@ -43,6 +48,7 @@ class Worker:
     sessions_served: int = 0
     missed_pings: int = 0
     created_at: float = field(default_factory=time.time)
+    idle_since: float = field(default_factory=time.monotonic)
 
 
 class WarmPool:
@@ -110,6 +116,9 @@ class WarmPool:
     def target(self, node_id: str) -> int:
         u = self.node_usage(node_id)
         return 0 if self.profile is None else min(self.size, u["free"])
+
+    def ceiling(self, node_id: str) -> int:
+        return 2 * self.target(node_id)
 
     def free_slots(self) -> int:
         return sum(self.node_usage(n)["free"] for n in self.slots)
@@ -180,8 +189,9 @@ class WarmPool:
         if not self._is_spare(w):
             return "profile changed"
         u = self.node_usage(w.node_id)
-        if u["idle"] + u["warming"] > self.target(w.node_id):
+        if u["idle"] + u["warming"] > self.ceiling(w.node_id):
             return "pool full"
+        w.idle_since = time.monotonic()
         return None
 
     def kill(self, w: Worker) -> None:
@@ -210,15 +220,24 @@ class WarmPool:
             target = self.target(node_id)
             excess = u["idle"] + u["warming"] - target
             if excess > 0:
-                idle = [w for w in self._on(node_id) if self._is_spare(w) and w.ready]
-                for w in sorted(idle, key=lambda w: w.created_at)[:excess]:
-                    self.kill(w)
+                over = u["idle"] + u["warming"] - self.ceiling(node_id)
+                self._trim(node_id, excess, over)
                 continue
             room = min(target - u["idle"] - u["warming"], self.max_starting - u["starting"])
             for _ in range(max(0, room)):
                 self._start(node_id)
                 started += 1
         return started
+
+    def _trim(self, node_id: str, excess: int, over_ceiling: int) -> None:
+        """Stop spares above target: at once above the ceiling, else once idle long enough.
+        The most used go first (they are closest to being recycled anyway)."""
+        idle = [w for w in self._on(node_id) if self._is_spare(w) and w.ready]
+        idle.sort(key=lambda w: -w.sessions_served)
+        now = time.monotonic()
+        for i, w in enumerate(idle[:excess]):
+            if i < over_ceiling or now - w.idle_since >= IDLE_TRIM_S:
+                self.kill(w)
 
     def _start(self, node_id: str) -> Worker:
         assert self.profile is not None
@@ -241,6 +260,8 @@ class WarmPool:
         try:
             await w.handle.warm.remote()
         except Exception as exc:
+            if w.name not in self.workers:
+                return  # stopped on purpose while loading
             log.warning("worker %s failed to load: %s", w.name, exc)
             self._failures += 1
             first, longest = WARM_FAILURE_BACKOFF_S
@@ -250,6 +271,7 @@ class WarmPool:
         else:
             self._failures = 0
             w.ready = True
+            w.idle_since = time.monotonic()
         self.changed.set()
 
     def shutdown(self) -> None:

@@ -154,5 +154,5 @@ async def busy_workers() -> list[str]:
 
 async def only_warm_pool_left(pool_size: int = 2, nodes: int = 1) -> bool:
     """Every session's worker was returned or recycled: none bound, no more than the warm pool
-    (three actors per worker: session, stt, tts)."""
-    return not await busy_workers() and len(worker_actor_names()) <= 3 * pool_size * nodes
+    can hold (up to twice its size for a while; three actors per worker: session, stt, tts)."""
+    return not await busy_workers() and len(worker_actor_names()) <= 3 * 2 * pool_size * nodes
