@@ -15,6 +15,7 @@ actor hop (2.4 ms, DESIGN.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -32,6 +33,7 @@ from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from providers.agents import build_agent
+from providers.base import VAD
 from providers.registry import VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
@@ -114,6 +116,7 @@ class SessionActor:
         self._warm: asyncio.Task[dict[str, Any]] | None = None
         self._stt: RemoteSTT | None = None
         self._tts: RemoteTTS | None = None
+        self._vad: VAD | None = None
 
     # -- pool lifecycle --------------------------------------------------------------------
     async def warm(self) -> dict[str, Any]:
@@ -127,7 +130,7 @@ class SessionActor:
         self._stt, self._tts, stages = await start_stages(
             self.worker_name, self.namespace, p.stt_provider, p.tts_provider, p.stage_options
         )
-        VAD_PROVIDERS.create(p.vad_provider)  # imports and loads the VAD model once
+        self._vad = VAD_PROVIDERS.create(p.vad_provider)  # for the first session
         return {**placement(), "stages": stages, "worker": self.worker_name}
 
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
@@ -140,14 +143,16 @@ class SessionActor:
         try:
             where = await self.warm()
             assert self._stt is not None and self._tts is not None
-            await self._stt.actor.reset.remote()  # drop anything a previous session left
             config = Config(**spec.config)
+            vad, self._vad = self._vad, None
+            if vad is None or config.vad_provider != self.profile.vad_provider:
+                vad = VAD_PROVIDERS.create(config.vad_provider)
             self.runtime = SessionRuntime(
                 session_id=spec.session_id,
                 user_id=spec.user_id,
                 input_sample_rate_hz=spec.sample_rate_hz,
                 settings=settings_from(config, spec.output_sample_rate_hz),
-                vad=VAD_PROVIDERS.create(config.vad_provider),
+                vad=vad,
                 stt=self._stt,
                 tts=self._tts,
                 agent=build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
@@ -164,6 +169,11 @@ class SessionActor:
         if self.runtime is not None:
             await self.runtime.aclose(reason)
         self.runtime, self.session_id = None, None
+        # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
+        self._vad = VAD_PROVIDERS.create(self.profile.vad_provider)
+        if self._stt is not None:
+            with contextlib.suppress(Exception):
+                await self._stt.actor.reset.remote()
         return {"sessions_served": self.sessions_served, "memory_mb": await self.memory_mb()}
 
     async def memory_mb(self) -> float:
