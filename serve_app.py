@@ -88,6 +88,7 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "created_at",
         "node_id",
         "stages",
+        "worker",
         "metadata",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}

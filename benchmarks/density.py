@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -36,8 +39,26 @@ from benchmarks.common import (
     write,
 )
 
-EST_MB_PER_SESSION = 250  # guard: never fill the shared machine past what it can hold
-KEEP_FREE_GB = 4
+# Measured here: USS of a session = session actor ~59 MB + STT stage ~142 MB (a pocketsphinx
+# decoder with the en-us model is ~90 MB of it) + TTS stage ~50 MB. The guard never fills the
+# shared machine past what it can hold, and a watchdog stops the run if memory runs low anyway.
+EST_MB_PER_SESSION = 260
+KEEP_FREE_GB = 5
+ABORT_BELOW_GB = 1.5
+
+
+def watchdog() -> None:
+    """Interrupt this run (cleanly: Ray is stopped on the way out) if memory runs low."""
+
+    def watch() -> None:
+        while True:
+            if psutil.virtual_memory().available < ABORT_BELOW_GB * 2**30:
+                print("memory low: stopping the benchmark", flush=True)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def all_ray_pids() -> list[int]:
@@ -89,10 +110,11 @@ async def health_latencies(url: str, n: int) -> list[float]:
     return out
 
 
-async def pings(url: str, sessions: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
-    """GET every session (each one pings its actor); returns how many answered, and infos."""
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        infos = [(await http.get(f"/v1/sessions/{s['session_id']}")).json() for s in sessions]
+async def pings(handle: Any, sessions: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """Get every session through the Python handle (each get pings the session's actor; the
+    handle's record has the process ids); returns how many answered, and the records."""
+    envs = [await handle.api_get_session.remote(s["session_id"]) for s in sessions]
+    infos = [e["ok"] for e in envs if "ok" in e]
     answered = sum(1 for i in infos if i.get("state") in ("idle", "listening"))
     return answered, infos
 
@@ -106,20 +128,21 @@ def main() -> None:
     avail_gb = psutil.virtual_memory().available / 2**30
     n = min(args.sessions, int((avail_gb - KEEP_FREE_GB) * 1024 / EST_MB_PER_SESSION))
     print(f"{avail_gb:.1f} GiB available: filling {n} sessions", flush=True)
+    watchdog()
     config = {
         "max_concurrent_sessions": n,
         "warm_pool_size": 0,
         "timeout": 300,
         "health_check_interval": 5.0,
     }
-    with local_backend(n + 2, **config) as (_handle, url):
+    with local_backend(n + 2, **config) as (handle, url):
         asyncio.run(_warm_up(url))
         base_pids = all_ray_pids()
         base_rss = rss_mb(base_pids)
         base_cpu = [idle_cpu(base_pids, args.window_s) for _ in range(args.windows)]
         sessions, create_ms, fill_s, errors = asyncio.run(fill(url, n))
         print(f"filled {len(sessions)}/{n} in {fill_s:.1f} s ({len(errors)} errors)", flush=True)
-        result = asyncio.run(_measure(url, sessions, args, base_pids, base_rss, base_cpu))
+        result = asyncio.run(_measure(handle, url, sessions, args, base_pids, base_rss, base_cpu))
     result.update(
         {
             "benchmark": "density",
@@ -143,6 +166,7 @@ async def _warm_up(url: str) -> None:
 
 
 async def _measure(
+    handle: Any,
     url: str,
     sessions: list[dict[str, Any]],
     args: argparse.Namespace,
@@ -152,7 +176,7 @@ async def _measure(
 ) -> dict[str, Any]:
     conns = await connect_all(sessions)
     await asyncio.sleep(5)
-    answered, infos = await pings(url, sessions)
+    answered, infos = await pings(handle, sessions)
     pids = [session_pids(i) for i in infos if i.get("stages")]
     flat = [p for group in pids for p in group]
     uss = [uss_mb(group) for group in pids]
