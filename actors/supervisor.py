@@ -57,6 +57,7 @@ class Supervisor:
         self._handles: dict[str, Any] = {}
         self._provider_health: tuple[float, dict[str, Any]] = (0.0, {})
         self.replica_id = _replica_id()
+        self._reaping: asyncio.Task[None] | None = None
 
     def cache_config(self, values: dict[str, Any]) -> Config:
         values = dict(values)
@@ -245,7 +246,10 @@ class Supervisor:
 
     async def health(self) -> dict[str, Any]:
         health = await self.registry.health.remote()
-        await self._release_reaped()
+        if health["details"]["reaped_total"] and self._reaping is None:
+            # Provider-side cleanup of reaped sessions: off the health check's path.
+            self._reaping = asyncio.create_task(self._release_reaped())
+            self._reaping.add_done_callback(lambda _: setattr(self, "_reaping", None))
         provider = await self._provider_reachability()
         health["details"]["providers"] = {self.provider_name: provider}
         if not provider.get("reachable", False) and health["status"] == "healthy":

@@ -192,6 +192,7 @@ async def _measure(
     for _ in range(args.windows):
         health += await health_latencies(url, 100)
     n = max(1, len(pids))
+    rss_sessions, rss_every = rss_mb(flat), rss_mb(every)
     for c in conns:
         await c.close()
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
@@ -203,8 +204,8 @@ async def _measure(
         "sessions_answering_pings": answered,
         "websockets_open": len(conns),
         "uss_per_session_mb": summary(uss),
-        "rss_sessions_total_mb": round(rss_mb(flat), 0),
-        "rss_ray_total_mb": round(rss_mb(every), 0),
+        "rss_sessions_total_mb": round(rss_sessions, 0),
+        "rss_ray_total_mb": round(rss_every, 0),
         "rss_ray_baseline_mb": round(base_rss, 0),
         "idle_cpu_per_session_pct_of_core": {
             "session_processes": summary(per_session_pct),
