@@ -56,7 +56,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_1_5_15_min": [round(x, 2) for x in os.getloadavg()],  # others share it
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
