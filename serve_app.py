@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from actors.registry import REGISTRY_NAME
+from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
@@ -285,12 +285,17 @@ def deploy(
     host: str = "127.0.0.1",
     port: int = 8000,
     replicas: int = 1,
+    on_head: bool = False,
 ) -> DeploymentHandle:
     """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle.
-    Replicas share one registry, so the session cap holds whatever their number."""
+    Replicas share one registry, so the session cap holds whatever their number. `on_head`
+    keeps the replicas on the head node, away from the nodes that host (and may lose) calls."""
     serve.start(http_options={"host": host, "port": port})
+    options: dict[str, Any] = {"num_replicas": replicas}
+    if on_head:
+        options["ray_actor_options"] = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
     return serve.run(
-        VoiceIngress.options(num_replicas=replicas).bind(provider, config.model_dump(mode="json")),
+        VoiceIngress.options(**options).bind(provider, config.model_dump(mode="json")),
         name=APP_NAME,
         route_prefix="/",
         blocking=False,

@@ -32,6 +32,7 @@ from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVI
 log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "voice_registry"
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 MAX_MISSED_PINGS = 3
 NEAR_CAPACITY = 0.9
 
@@ -61,7 +62,8 @@ def _profile(config: Config) -> WorkerProfile | None:
     return WorkerProfile.from_config(config, options)
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+# On the head: admission state must not live on a node that hosts (and may lose) calls.
+@ray.remote(num_cpus=0, max_restarts=0, resources={HEAD_RESOURCE: 0.001})
 class SessionRegistry:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace

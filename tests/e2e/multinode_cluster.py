@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+import httpx
 import ray
 from ray import serve
 from ray.cluster_utils import Cluster
@@ -36,7 +37,10 @@ FAST_FAILURE_DETECTION = {"health_check_period_ms": 500, "health_check_failure_t
 async def wait_until(check: Any, timeout_s: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
-        value = await check()
+        try:
+            value = await check()
+        except (KeyError, ValueError, httpx.HTTPError):  # a transient answer: ask again
+            value = None
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.25)
@@ -48,7 +52,7 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
     config = Config(max_concurrent_sessions=4, warm_pool_size=1, health_check_interval=1.0)
     # All raylets share this machine's ports: one HTTP proxy, on the head.
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    handle = serve_app.deploy("local", config, port=port, replicas=2)
+    handle = serve_app.deploy("local", config, port=port, replicas=2, on_head=True)
     async with HttpClient(f"http://127.0.0.1:{port}", timeout_s=120) as http:
 
         async def capacity() -> dict[str, Any]:
