@@ -1,7 +1,8 @@
 """The Ray Serve ingress: the supervisor of all voice sessions, over HTTP and Python handles.
 
     serve run serve_app:app                                   # defaults (provider local)
-    serve run serve_app:build_app provider=local max_sessions=5 warm_pool_size=4 replicas=2
+    serve run serve_app:build_app provider=local max_sessions=5
+    serve run serve_app:build_app warm_pool_size=4 replicas=2 on_head=1   # ingress on the head
 
 Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_backend()` calls
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
@@ -244,7 +245,10 @@ def build_app(args: dict[str, str]) -> Any:
     if warm_pool is not None:
         config["warm_pool_size"] = int(warm_pool)
     replicas = int(args.get("replicas") or os.environ.get("VOICE_INGRESS_REPLICAS") or 1)
-    return VoiceIngress.options(num_replicas=replicas).bind(provider, config)
+    options: dict[str, Any] = {"num_replicas": replicas}
+    if (args.get("on_head") or os.environ.get("VOICE_INGRESS_ON_HEAD", "0")) not in ("0", ""):
+        options["ray_actor_options"] = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
+    return VoiceIngress.options(**options).bind(provider, config)
 
 
 def __getattr__(name: str) -> Any:
