@@ -2,6 +2,7 @@
 
     serve run serve_app:app                                   # defaults (provider local)
     serve run serve_app:build_app provider=local max_sessions=5
+    serve run serve_app:build_app warm_pool_size=4 replicas=2 on_head=1   # ingress on the head
 
 Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_backend()` calls
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
@@ -26,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
+from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
@@ -108,6 +110,7 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "created_at",
         "node_id",
         "stages",
+        "worker",
         "metadata",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
@@ -148,9 +151,10 @@ class VoiceIngress:
         cfg = Config(**{**(config or {}), "provider": provider})
         self.sup = Supervisor(provider, cfg, NAMESPACE)
         version = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
-        ray.get(
-            self.sup.registry.configure.remote(cfg.model_dump(mode="json"), version.hexdigest())
+        applied = self.sup.registry.configure.remote(
+            cfg.model_dump(mode="json"), version.hexdigest()
         )
+        self.sup.cache_config(ray.get(applied))
 
     # -- HTTP ------------------------------------------------------------------------------
     @api.post("/v1/sessions", status_code=201, tags=["sessions"])
@@ -176,6 +180,12 @@ class VoiceIngress:
     async def http_health(self) -> JSONResponse:
         health = await self.sup.health()
         return JSONResponse(health, status_code=503 if health["status"] == "unhealthy" else 200)
+
+    @api.get("/v1/capacity", tags=["health"])
+    async def http_capacity(self) -> dict[str, Any]:
+        """Sessions, free `voice_session` slots and the warm pool, per node: what an autoscaler
+        (or a load balancer in front of several clusters) scales on."""
+        return await self.sup.capacity()
 
     @api.get("/v1/config", tags=["config"])
     async def http_config(self) -> dict[str, Any]:
@@ -215,7 +225,7 @@ class VoiceIngress:
                 'transport "webrtc" to connect over WebRTC',
                 field="transport",
             )
-        actor = self.sup.session_actor(session_id)
+        actor = await self.sup.session_ref(rec)
         try:
             async with asyncio.timeout(OFFER_TIMEOUT_S):
                 return await actor.webrtc_offer.remote(body.sdp, body.type)
@@ -231,7 +241,7 @@ class VoiceIngress:
                 raise BackendError(
                     "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
                 )
-            actor = self.sup.session_actor(session_id)
+            actor = await self.sup.session_ref(rec)
             codec = self.sup.wire_codec(rec)
             upstream = await self.sup.media_upstream(rec)
         except BackendError as err:
@@ -297,6 +307,9 @@ class VoiceIngress:
     async def api_health(self) -> dict[str, Any]:
         return await _envelope(self.sup.health())
 
+    async def api_capacity(self) -> dict[str, Any]:
+        return await _envelope(self.sup.capacity())
+
     async def api_get_config(self) -> dict[str, Any]:
         async def run() -> dict[str, Any]:
             return (await self.sup.config()).model_dump(mode="json")
@@ -325,8 +338,14 @@ def build_app(args: dict[str, str]) -> Any:
         args.get("config"),
         provider=args.get("provider"),
         max_concurrent_sessions=args.get("max_sessions"),
+        warm_pool_size=args.get("warm_pool_size"),
     )
-    return VoiceIngress.bind(config.provider, config.model_dump(mode="json"))
+    # Deployment options (not backend Config): replica count, and pinning them to the head.
+    replicas = int(args.get("replicas") or os.environ.get("VOICE_INGRESS_REPLICAS") or 1)
+    options: dict[str, Any] = {"num_replicas": replicas}
+    if (args.get("on_head") or os.environ.get("VOICE_INGRESS_ON_HEAD", "0")) not in ("0", ""):
+        options["ray_actor_options"] = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
+    return VoiceIngress.options(**options).bind(config.provider, config.model_dump(mode="json"))
 
 
 def __getattr__(name: str) -> Any:
@@ -364,12 +383,23 @@ def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PE
 
 
 def deploy(
-    provider: str, config: Config, *, host: str = "127.0.0.1", port: int = 8000
+    provider: str,
+    config: Config,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    replicas: int = 1,
+    on_head: bool = False,
 ) -> DeploymentHandle:
-    """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle."""
+    """Start (or reconfigure) the ingress on the current Ray cluster; returns its handle.
+    Replicas share one registry, so the session cap holds whatever their number. `on_head`
+    keeps the replicas on the head node, away from the nodes that host (and may lose) calls."""
     serve.start(http_options={"host": host, "port": port})
+    options: dict[str, Any] = {"num_replicas": replicas}
+    if on_head:
+        options["ray_actor_options"] = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
     return serve.run(
-        VoiceIngress.bind(provider, config.model_dump(mode="json")),
+        VoiceIngress.options(**options).bind(provider, config.model_dump(mode="json")),
         name=APP_NAME,
         route_prefix="/",
         blocking=False,
@@ -384,10 +414,13 @@ def app_handle() -> DeploymentHandle | None:
 
 
 def undeploy() -> None:
-    """Delete the app and the registry (call after every session is closed)."""
+    """Delete the app, the warm pool and the registry (call after every session is closed)."""
     serve.delete(APP_NAME)
     with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor("voice_registry", namespace=NAMESPACE))
+        registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+        with contextlib.suppress(Exception):
+            ray.get(registry.shutdown.remote(), timeout=30)
+        ray.kill(registry)
 
 
 def dashboard_url() -> str | None:

@@ -2,9 +2,13 @@
 
 A single named, detached actor, so the cap holds whatever the number of ingress replicas: its
 methods that admit or release never await, so each runs atomically on the actor's event loop.
-It also pings every session on an interval and keeps the last round, so a health check costs one
-call and no fan-out; a session whose actor died (or missed `MAX_MISSED_PINGS` pings in a row) is
-reaped and its slot freed.
+Admission and placement are one step: `reserve` checks the cap and takes a worker from the warm
+pool (`actors/warm_pool.py`) on the node with room, so two replicas can never both fill the last
+slot. The workers are owned by this actor: deleting it (undeploy) takes them all down.
+
+It pings every worker on an interval and keeps the last round, so a health check costs one call
+and no fan-out; a session whose worker died (or missed `MAX_MISSED_PINGS` pings in a row, or
+whose node left the cluster) is reaped and its slot freed.
 """
 
 from __future__ import annotations
@@ -19,33 +23,63 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.session_actor import SESSION_RESOURCE
+from actors.session_actor import SESSION_RESOURCE, WorkerProfile
+from actors.warm_pool import WarmPool, Worker
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config
+from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
 
 log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "voice_registry"
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 MAX_MISSED_PINGS = 3
 NEAR_CAPACITY = 0.9
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+def alive_node_slots() -> dict[str, int]:
+    """`voice_session` units per alive node (a node without any still appears, with 0)."""
+    return {
+        n["NodeID"]: int(n.get("Resources", {}).get(SESSION_RESOURCE, 0))
+        for n in ray.nodes()
+        if n.get("Alive")
+    }
+
+
+def _profile(config: Config) -> WorkerProfile | None:
+    """The workers this config needs, or None if one of its providers cannot be loaded."""
+    try:
+        for registry, name in (
+            (STT_PROVIDERS, config.stt_provider),
+            (TTS_PROVIDERS, config.tts_provider),
+            (VAD_PROVIDERS, config.vad_provider),
+        ):
+            registry.resolve(name or "")
+        options = BACKENDS.create(config.provider, config.provider_config).stage_options()
+    except BackendError as err:
+        log.warning("warm pool paused: %s", err)
+        return None
+    return WorkerProfile.from_config(config, options)
+
+
+# On the head: admission state must not live on a node that hosts (and may lose) calls.
+@ray.remote(num_cpus=0, max_restarts=0, resources={HEAD_RESOURCE: 0.001})
 class SessionRegistry:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.config = Config()
+        self.rev = 0
+        self.pool = WarmPool(namespace)
         self.records: dict[str, dict[str, Any]] = {}
-        self.missed: dict[str, int] = {}
-        self.handles: dict[str, Any] = {}
         self.reaped: list[dict[str, Any]] = []
-        self.node_capacity = 0.0
-        self.last_round: dict[str, Any] = {"at": None, "unresponsive": [], "ok": 0}
+        self.last_round: dict[str, Any] = {"at": None, "unresponsive": []}
         self.sessions_total = 0
         self.reaped_total = 0
         self.version: str | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._requested_slots = -1
+        self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -53,44 +87,75 @@ class SessionRegistry:
 
         `version` identifies a deployment's config: a replica that starts later with the same
         version leaves runtime changes (`update_config`) alone; a new deployment applies its own.
+        Returns the config and its revision (the supervisor caches both).
         """
-        if version is not None and version == self.version and self._loop_task is not None:
-            return self.config.model_dump(mode="json")
+        if version is not None and version == self.version and self._tasks:
+            return self.get_config()
         self.version = version or self.version
         self.config = Config(**config)
-        self._refresh_capacity()
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._health_loop())
+        self.rev += 1
+        if not self.pool.slots:
+            self.pool.set_nodes(await asyncio.to_thread(alive_node_slots))
+        self.pool.configure(self.config, _profile(self.config))
+        if not self._tasks or any(t.done() for t in self._tasks):
+            for t in self._tasks:
+                t.cancel()
+            self._tasks = [
+                asyncio.create_task(self._health_loop()),
+                asyncio.create_task(self._pool_loop()),
+            ]
         self._wake.set()
-        return self.config.model_dump(mode="json")
+        return self.get_config()
 
     def get_config(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json")
-
-    def _refresh_capacity(self) -> None:
-        self.node_capacity = float(ray.cluster_resources().get(SESSION_RESOURCE, 0.0))
+        return {**self.config.model_dump(mode="json"), "_rev": self.rev}
 
     def effective_cap(self) -> int:
         """The configured cap, bounded by the cluster's `voice_session` slots (0 = none set)."""
-        slots = int(self.node_capacity)
+        slots = self.pool.total_slots()
         cap = self.config.max_concurrent_sessions
         return min(cap, slots) if cap else slots
 
     # -- admission (no awaits: atomic) -----------------------------------------------------
-    def reserve(self, session_id: str, record: dict[str, Any]) -> None:
+    def reserve(self, session_id: str, record: dict[str, Any], rev: int = -1) -> dict[str, Any]:
+        """Admit a session and give it a worker, or refuse at once. A caller whose config is
+        older than `rev` gets the current one back instead, to validate against and retry."""
+        if rev != self.rev:
+            return {"config": self.get_config()}
+        replica = str(record.get("ingress_replica"))
+        self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
         cap = self.effective_cap()
-        if len(self.records) >= cap:
+        active = len(self.records)
+        if active >= cap:
             raise BackendError(
                 "create_session",
                 ErrorCode.SESSION_LIMIT_EXCEEDED,
-                f"at capacity: {len(self.records)} of {cap} sessions in use",
-                details={"active_sessions": len(self.records), "max_sessions": cap},
+                f"at capacity: {active} of {cap} sessions in use",
+                details={"active_sessions": active, "max_sessions": cap},
             )
         if session_id in self.records:
             raise BackendError(
                 "create_session", ErrorCode.SESSION_ALREADY_ACTIVE, f"{session_id} exists"
             )
-        self.records[session_id] = {**record, "status": "starting", "reserved_at": time.time()}
+        worker = self.pool.take(session_id)
+        if worker is None:
+            raise BackendError(
+                "create_session",
+                ErrorCode.SESSION_LIMIT_EXCEEDED,
+                f"at capacity: no node has a free {SESSION_RESOURCE} slot",
+                details={"active_sessions": active, "max_sessions": cap},
+            )
+        warm = worker.ready
+        self.records[session_id] = {
+            **record,
+            "status": "starting",
+            "reserved_at": time.time(),
+            "worker": worker.name,
+            "node_id": worker.node_id,
+            "warm_start": warm,
+        }
+        self._wake_pool()
+        return {"worker": worker.handle, "worker_name": worker.name, "warm": warm}
 
     def commit(self, session_id: str, updates: dict[str, Any]) -> bool:
         rec = self.records.get(session_id)
@@ -100,6 +165,16 @@ class SessionRegistry:
         self.sessions_total += 1
         return True
 
+    def abort(self, session_id: str) -> None:
+        """Creating the session failed after `reserve`: free the slot; the half-bound worker is
+        not trusted with another session."""
+        rec = self.records.pop(session_id, None)
+        w = self.pool.by_session(session_id)
+        if w is not None:
+            self.pool.kill(w)
+        if rec is not None:
+            self._wake_pool()
+
     def claim_close(self, session_id: str) -> dict[str, Any] | None:
         """Mark a session closing; None if unknown or already closing (so a close wins once)."""
         rec = self.records.get(session_id)
@@ -108,10 +183,18 @@ class SessionRegistry:
         rec["status"] = "closing"
         return dict(rec)
 
-    def release(self, session_id: str) -> bool:
-        self.missed.pop(session_id, None)
-        self.handles.pop(session_id, None)
-        return self.records.pop(session_id, None) is not None
+    def finish(self, session_id: str, report: dict[str, Any] | None) -> str:
+        """A session closed: free its slot; its worker returns to the pool or is recycled."""
+        rec = self.records.pop(session_id, None)
+        w = self.pool.by_session(session_id)
+        outcome = self.pool.give_back(w.name, report) if w is not None else "gone"
+        if rec is not None:
+            self._wake_pool()
+        return outcome
+
+    def worker_handle(self, session_id: str) -> Any:
+        w = self.pool.by_session(session_id)
+        return None if w is None else w.handle
 
     def session_ended(self, session_id: str, reason: str) -> bool:
         """A session ended on its own (its client left): free the slot now, and leave the record
@@ -135,6 +218,22 @@ class SessionRegistry:
         out, self.reaped = self.reaped, []
         return out
 
+    def capacity(self) -> dict[str, Any]:
+        """What an autoscaler needs: sessions, free slots, the warm pool, per node."""
+        pool = self.pool.summary()
+        cap = self.config.max_concurrent_sessions
+        active = len(self.records)
+        free = self.pool.free_slots()
+        return {
+            "active_sessions": active,
+            "max_concurrent_sessions": cap,
+            "session_slots": self.pool.total_slots(),
+            "free_slots": min(free, max(0, cap - active)) if cap else free,
+            "warm_pool": {k: v for k, v in pool.items() if k != "nodes"},
+            "nodes": pool["nodes"],
+            "admissions_by_replica": dict(self.admissions_by_replica),
+        }
+
     def health(self) -> dict[str, Any]:
         active = len(self.records)
         cap = self.config.max_concurrent_sessions
@@ -145,10 +244,11 @@ class SessionRegistry:
             reasons.append(f"{utilization:.0%} of max_concurrent_sessions in use")
         if unresponsive:
             reasons.append(f"{len(unresponsive)} session(s) unresponsive")
-        loop_alive = self._loop_task is not None and not self._loop_task.done()
+        loop_alive = bool(self._tasks) and not any(t.done() for t in self._tasks)
         status = "healthy" if not reasons else "degraded"
         if not loop_alive:
             status, reasons = "unhealthy", [*reasons, "health monitor not running"]
+        capacity = self.capacity()
         return {
             "status": status,
             "active_sessions": active,
@@ -157,7 +257,11 @@ class SessionRegistry:
             "details": {
                 "active_sessions": active,
                 "max_sessions": cap,
-                "session_slots": int(self.node_capacity),
+                "session_slots": capacity["session_slots"],
+                "free_slots": capacity["free_slots"],
+                "warm_pool_idle": capacity["warm_pool"]["idle"],
+                "warm_pool_size": self.config.warm_pool_size,
+                "nodes": len(capacity["nodes"]),
                 "session_utilization": round(utilization, 4),
                 "connection_state": "connected" if loop_alive else "disconnected",
                 "unresponsive_sessions": len(unresponsive),
@@ -167,6 +271,41 @@ class SessionRegistry:
                 "reasons": reasons,
             },
         }
+
+    def shutdown(self) -> int:
+        """Stop every worker (undeploy, after the sessions were closed)."""
+        n = len(self.pool.workers)
+        for t in self._tasks:
+            t.cancel()
+        self.pool.shutdown()
+        return n
+
+    # -- warm pool -------------------------------------------------------------------------
+    def _wake_pool(self) -> None:
+        self.pool.changed.set()
+
+    async def _pool_loop(self) -> None:
+        while True:
+            await self.pool.changed.wait()
+            self.pool.changed.clear()
+            try:
+                self.pool.refill()
+                self._request_autoscaler_slots()
+            except Exception:  # the pool must outlive any one bad pass
+                log.exception("warm pool refill failed")
+            await asyncio.sleep(0.05)  # coalesce bursts of changes into one pass
+
+    def _request_autoscaler_slots(self) -> None:
+        """Tell the Ray autoscaler how many `voice_session` slots we want: the sessions plus a
+        warm pool's worth of headroom (a hint; a cluster without an autoscaler ignores it)."""
+        want = len(self.records) + self.config.warm_pool_size
+        if want == self._requested_slots:
+            return
+        from ray.autoscaler.sdk import request_resources
+
+        with contextlib.suppress(Exception):
+            request_resources(bundles=[{SESSION_RESOURCE: 1}] * want)
+            self._requested_slots = want
 
     # -- health monitor --------------------------------------------------------------------
     async def _health_loop(self) -> None:
@@ -181,51 +320,58 @@ class SessionRegistry:
                     await self._wake.wait()
 
     async def _ping_round(self) -> None:
-        self._refresh_capacity()
+        for w in self.pool.set_nodes(await asyncio.to_thread(alive_node_slots)):
+            if w.session_id is not None:
+                self._reap(w.session_id, f"node {w.node_id[:12]} left the cluster")
         deadline = min(self.config.health_check_interval, 5.0)
-        active = [sid for sid, r in self.records.items() if r.get("status") == "active"]
-        results = await asyncio.gather(*(self._ping(sid, deadline) for sid in active))
+        workers = list(self.pool.workers.values())
+        results = await asyncio.gather(*(self._ping(w, deadline) for w in workers))
         unresponsive = []
-        for sid, outcome in zip(active, results, strict=True):
+        for w, outcome in zip(workers, results, strict=True):
+            sid = w.session_id
             if outcome == "dead":
-                self._reap(sid, "session actor died")
+                self.pool.kill(w)
+                if sid is not None:
+                    self._reap(sid, "session actor died")
+                self._wake_pool()
             elif outcome == "timeout":
-                self.missed[sid] = self.missed.get(sid, 0) + 1
-                unresponsive.append(sid)
-                if self.missed[sid] >= MAX_MISSED_PINGS:
-                    self._kill(sid)
-                    self._reap(sid, f"missed {MAX_MISSED_PINGS} health pings")
+                w.missed_pings += 1
+                if sid is not None:
+                    unresponsive.append(sid)
+                if w.missed_pings >= MAX_MISSED_PINGS:
+                    self.pool.kill(w)
+                    if sid is not None:
+                        self._reap(sid, f"missed {MAX_MISSED_PINGS} health pings")
+                    self._wake_pool()
             else:
-                self.missed.pop(sid, None)
-                if sid in self.records:
-                    self.records[sid]["state"] = outcome
+                w.missed_pings = 0
+                rec = self.records.get(sid) if sid is not None else None
+                if rec is not None and rec.get("status") == "active":
+                    rec["state"] = outcome
         self.last_round = {
             "at": datetime.now(UTC).isoformat(),
             "unresponsive": [s for s in unresponsive if s in self.records],
         }
+        self._wake_pool()  # idle spares above target are trimmed on a clock
 
-    async def _ping(self, session_id: str, deadline_s: float) -> str:
+    async def _ping(self, w: Worker, deadline_s: float) -> str:
+        if not w.ready:
+            return "starting"  # a process starting and loading models; warm() reports failure
         try:
-            actor = self.handles.get(session_id)
-            if actor is None:
-                actor = ray.get_actor(f"session:{session_id}", namespace=self.namespace)
-                self.handles[session_id] = actor
-            return await asyncio.wait_for(actor.ping.remote(), deadline_s)
+            return await asyncio.wait_for(w.handle.ping.remote(), deadline_s)
         except (TimeoutError, GetTimeoutError):
             return "timeout"
-        except (RayActorError, ValueError):  # ValueError: no actor by that name any more
+        except RayActorError:
             return "dead"
 
-    def _kill(self, session_id: str) -> None:
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(f"session:{session_id}", namespace=self.namespace))
-
     def _reap(self, session_id: str, reason: str) -> None:
-        rec = self.records.get(session_id)
+        rec = self.records.pop(session_id, None)
+        w = self.pool.by_session(session_id)
+        if w is not None:
+            self.pool.kill(w)
         if rec is None:
             return
         log.warning("reaping session %s: %s", session_id, reason)
-        self.release(session_id)
         self.reaped_total += 1
         self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
         del self.reaped[:-1000]

@@ -1,6 +1,12 @@
-"""`SessionActor`: one voice call, isolated in its own Ray actor (named `session:<id>`, detached,
-holding one `voice_session` unit). It wraps `SessionRuntime` and starts its stage actors on its
-own node; it never parses provider wire formats.
+"""`SessionActor`: the Ray actor that hosts one voice call at a time.
+
+A worker is created idle by the warm pool (`actors/warm_pool.py`), named `worker:<id>` for its
+whole life (Ray names are fixed at creation), holding one `voice_session` unit. `warm()` starts
+its STT and TTS stage actors on its own node and loads their models; `start(spec)` binds it to a
+session in milliseconds; `close()` unbinds it, after which the registry either keeps it for the
+next session or recycles it (after `worker_max_sessions` sessions, or past
+`worker_max_memory_mb`). Every call from a client comes through `call(session_id, ...)` (see
+`actors/session_ref.py`), so a handle kept after a session ended can never reach the next one.
 
 VAD and resampling run inside this actor: they cost microseconds per frame, far less than an
 actor hop (2.4 ms, DESIGN.md).
@@ -8,18 +14,22 @@ actor hop (2.4 ms, DESIGN.md).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import ray
 from opentelemetry import trace
 
 from actors.metrics import record_turn
-from actors.stage_actors import placement, start_s2s_stage, start_stages
+from actors.stage_actors import RemoteSTT, RemoteTTS, placement, start_s2s_stage, start_stages
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
 from pipelines.endpointing import EndpointingConfig
@@ -28,7 +38,7 @@ from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
-from providers.base import S2sOptions
+from providers.base import VAD, S2sOptions
 from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
@@ -36,11 +46,37 @@ log = logging.getLogger(__name__)
 
 SESSION_RESOURCE = "voice_session"
 DEFAULT_S2S_PROVIDER = "local"  # s2s sessions on a backend configured without an s2s provider
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerProfile:
+    """What a warm worker has loaded. A session can use any idle worker whose profile matches
+    the running config; a config change makes old workers drain out of the pool."""
+
+    stt_provider: str
+    tts_provider: str
+    vad_provider: str
+    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def from_config(cls, config: Config, stage_options: dict[str, dict[str, Any]]) -> WorkerProfile:
+        return cls(
+            config.stt_provider or "", config.tts_provider or "", config.vad_provider, stage_options
+        )
+
+    @property
+    def key(self) -> str:
+        return json.dumps(
+            [self.stt_provider, self.tts_provider, self.vad_provider, self.stage_options],
+            sort_keys=True,
+            default=str,
+        )
 
 
 @dataclass
 class SessionSpec:
-    """Everything a session actor needs, built by the supervisor after admission."""
+    """Everything a session needs beyond the worker's profile, built by the supervisor."""
 
     session_id: str
     user_id: str
@@ -74,63 +110,144 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
     )
 
 
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / _MB
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class SessionActor:
-    def __init__(self, spec: SessionSpec) -> None:
-        self.spec = spec
+    def __init__(self, worker_name: str, profile: WorkerProfile, namespace: str) -> None:
+        self.worker_name = worker_name
+        self.profile = profile
+        self.namespace = namespace
         self.runtime: SessionRuntime | None = None
+        self.session_id: str | None = None
+        self.sessions_served = 0
+        self._warm: asyncio.Task[dict[str, Any]] | None = None
+        self._stt: RemoteSTT | None = None
+        self._tts: RemoteTTS | None = None
+        self._vad: VAD | None = None
+        self._s2s: Any = None  # an s2s session's model stage (RemoteS2S), per session
+        self.spec: SessionSpec | None = None
         self.media: MediaTransport | None = None  # a transport terminated here (webrtc)
 
-    async def start(self) -> dict[str, Any]:
-        """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
-        spec = self.spec
-        config = Config(**spec.config)
-        agent = build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec)
-        tracer = trace.get_tracer("voice_backend") if config.enable_tracing else None
-        common: dict[str, Any] = {
-            "session_id": spec.session_id,
-            "user_id": spec.user_id,
-            "input_sample_rate_hz": spec.sample_rate_hz,
-            "settings": settings_from(config, spec.output_sample_rate_hz),
-            "agent": agent,
-            "metadata": spec.metadata,
-            "tracer": tracer,
-            "on_turn": self._turn_observer(config, spec.pipeline_type),
-        }
-        if spec.pipeline_type == PipelineType.S2S.value:
-            s2s_provider = config.s2s_provider or DEFAULT_S2S_PROVIDER
-            s2s, stages = await start_s2s_stage(
-                spec.session_id, spec.namespace, s2s_provider, spec.stage_options
+    # -- pool lifecycle --------------------------------------------------------------------
+    async def warm(self) -> dict[str, Any]:
+        """Start the stage actors and load every model (idempotent; concurrent calls share it)."""
+        if self._warm is None:
+            self._warm = asyncio.create_task(self._load())
+        return await asyncio.shield(self._warm)
+
+    async def _load(self) -> dict[str, Any]:
+        p = self.profile
+        self._stt, self._tts, stages = await start_stages(
+            self.worker_name, self.namespace, p.stt_provider, p.tts_provider, p.stage_options
+        )
+        self._vad = VAD_PROVIDERS.create(p.vad_provider)  # for the first session
+        return {**placement(), "stages": stages, "worker": self.worker_name}
+
+    async def start(self, spec: SessionSpec) -> dict[str, Any]:
+        """Bind this (warm or warming) worker to a session. Returns where it runs."""
+        if self.session_id is not None:
+            raise BackendError(
+                "create_session", ErrorCode.SESSION_ALREADY_ACTIVE, "worker is already in use"
             )
-            self.runtime = SessionRuntime(
-                **common,
-                s2s=s2s,
-                s2s_options=S2sOptions(
-                    min_silence_s=config.min_endpointing_delay, retry=common["settings"].retry
-                ),
-                trace_attributes={"user.id": spec.user_id, "s2s.provider": s2s_provider},
+        self.session_id = spec.session_id
+        self.spec = spec
+        try:
+            where = await self.warm()
+            assert self._stt is not None and self._tts is not None
+            config = Config(**spec.config)
+            common: dict[str, Any] = {
+                "session_id": spec.session_id,
+                "user_id": spec.user_id,
+                "input_sample_rate_hz": spec.sample_rate_hz,
+                "settings": settings_from(config, spec.output_sample_rate_hz),
+                "agent": build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
+                "metadata": spec.metadata,
+                "tracer": trace.get_tracer("voice_backend") if config.enable_tracing else None,
+                "on_turn": self._turn_observer(config, spec.pipeline_type),
+            }
+            if spec.pipeline_type == PipelineType.S2S.value:
+                # The warm worker holds STT/TTS stages; an s2s session adds its model's stage.
+                provider = config.s2s_provider or DEFAULT_S2S_PROVIDER
+                self._s2s, stages = await start_s2s_stage(
+                    spec.session_id, self.namespace, provider, spec.stage_options
+                )
+                where = {**where, "stages": stages}
+                self.runtime = SessionRuntime(
+                    **common,
+                    s2s=self._s2s,
+                    s2s_options=S2sOptions(
+                        min_silence_s=config.min_endpointing_delay, retry=common["settings"].retry
+                    ),
+                    trace_attributes={"user.id": spec.user_id, "s2s.provider": provider},
+                )
+            else:
+                vad, self._vad = self._vad, None
+                if vad is None or config.vad_provider != self.profile.vad_provider:
+                    vad = VAD_PROVIDERS.create(config.vad_provider)
+                self.runtime = SessionRuntime(
+                    **common,
+                    vad=vad,
+                    stt=self._stt,
+                    tts=self._tts,
+                    turn_detection=TURN_DETECTORS.create(config.turn_detection_provider),
+                    trace_attributes={
+                        "user.id": spec.user_id,
+                        "stt.provider": config.stt_provider or "",
+                        "tts.provider": config.tts_provider or "",
+                    },
+                )
+        except BaseException:
+            self.session_id = None
+            await self._drop_s2s()
+            raise
+        self.sessions_served += 1
+        return {**where, "sessions_served": self.sessions_served}
+
+    async def _drop_s2s(self) -> None:
+        if self._s2s is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self._s2s.actor)
+            self._s2s = None
+
+    async def close(self, reason: str = "closed") -> dict[str, Any]:
+        """End the bound session; report what the registry needs to keep or recycle this worker."""
+        if self.runtime is not None:
+            await self.runtime.aclose(reason)
+        if self.media is not None:
+            with contextlib.suppress(Exception):
+                await self.media.aclose()
+        await self._drop_s2s()
+        self.runtime, self.session_id, self.media, self.spec = None, None, None, None
+        # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
+        self._vad = VAD_PROVIDERS.create(self.profile.vad_provider)
+        if self._stt is not None:
+            with contextlib.suppress(Exception):
+                await self._stt.actor.reset.remote()
+        return {"sessions_served": self.sessions_served, "memory_mb": await self.memory_mb()}
+
+    async def memory_mb(self) -> float:
+        """Resident memory of this worker and its stage actors (what a leak would grow)."""
+        total = rss_mb()
+        stages = [s.actor for s in (self._stt, self._tts) if s is not None]
+        try:
+            async with asyncio.timeout(2.0):
+                total += sum(await asyncio.gather(*(a.rss_mb.remote() for a in stages)))
+        except Exception:  # a dead stage: the next ping round will notice
+            log.warning("worker %s: stage memory unavailable", self.worker_name)
+        return round(total, 1)
+
+    # -- session calls ---------------------------------------------------------------------
+    async def call(self, session_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one of this actor's session methods for `session_id`, if it is still bound here."""
+        if session_id != self.session_id or method.startswith("_") or method in _POOL_METHODS:
+            raise BackendError(
+                f"session.{method}", ErrorCode.SESSION_NOT_ACTIVE, f"session {session_id} has ended"
             )
-        else:
-            stt, tts, stages = await start_stages(
-                spec.session_id,
-                spec.namespace,
-                config.stt_provider or "",
-                config.tts_provider or "",
-                spec.stage_options,
-            )
-            self.runtime = SessionRuntime(
-                **common,
-                vad=VAD_PROVIDERS.create(config.vad_provider),
-                stt=stt,
-                tts=tts,
-                turn_detection=TURN_DETECTORS.create(config.turn_detection_provider),
-                trace_attributes={
-                    "user.id": spec.user_id,
-                    "stt.provider": config.stt_provider or "",
-                    "tts.provider": config.tts_provider or "",
-                },
-            )
-        return {**placement(), "stages": stages}
+        result = getattr(self, method)(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
 
     @staticmethod
     def _turn_observer(config: Config, pipeline: str) -> Any:
@@ -163,6 +280,7 @@ class SessionActor:
     async def webrtc_offer(self, sdp: str, sdp_type: str = "offer") -> dict[str, str]:
         """Terminate the client's peer connection here; returns the SDP answer."""
         rt = self._rt()
+        assert self.spec is not None
         if self.spec.transport != "webrtc":
             raise BackendError(
                 "webrtc.offer",
@@ -192,11 +310,13 @@ class SessionActor:
         releases the provider's side, as for a reaped session."""
         from actors.registry import REGISTRY_NAME  # the registry module imports this one
 
-        log.info("session %s: %s; ending the session", self.spec.session_id, reason)
+        session_id = self.session_id
+        log.info("session %s: %s; ending the session", session_id, reason)
         with contextlib.suppress(Exception):
-            registry = ray.get_actor(REGISTRY_NAME, namespace=self.spec.namespace)
-            await registry.session_ended.remote(self.spec.session_id, reason)
+            registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
+            await registry.session_ended.remote(session_id, reason)
         await self.close(reason)
+        # This worker's peer connection and state are gone with the call: retire it.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def poll(
@@ -209,7 +329,19 @@ class SessionActor:
         return self._rt().info()
 
     def ping(self) -> str:
-        return self.runtime.state.value if self.runtime else "starting"
+        if self.runtime is not None:
+            return self.runtime.state.value
+        return "idle" if self._warm is not None and self._warm.done() else "starting"
+
+    def describe(self) -> dict[str, Any]:
+        """The worker as the dashboard or a test sees it: its session, its processes."""
+        return {
+            "worker": self.worker_name,
+            "session_id": self.session_id,
+            "sessions_served": self.sessions_served,
+            "pid": os.getpid(),
+            "state": self.ping(),
+        }
 
     def set_agent(self, callback: Any = None, instance: Any = None, spec: Any = None) -> None:
         self._rt().set_agent(build_agent(callback, instance, spec))
@@ -218,8 +350,14 @@ class SessionActor:
         return self._rt().update_metadata(values)
 
     # -- hosted speech (Vapi): the call's service sends text turns, we answer them -----------
-    async def agent_turn(self, text: str) -> AsyncIterator[str]:
+    async def agent_turn(self, session_id: str, text: str) -> AsyncIterator[str]:
         """One agent turn from a transcript, streamed; kept in the history and the events."""
+        if session_id != self.session_id:
+            raise BackendError(
+                "session.agent_turn",
+                ErrorCode.SESSION_NOT_ACTIVE,
+                f"session {session_id} has ended",
+            )
         rt = self._rt()
         rt.start()
         rt.outbox.put_event({"type": "transcript", "text": text, "final": True, "source": "vapi"})
@@ -245,8 +383,6 @@ class SessionActor:
         result = tool(**arguments)
         return await result if inspect.isawaitable(result) else result
 
-    async def close(self, reason: str = "closed") -> None:
-        if self.runtime is not None:
-            await self.runtime.aclose(reason)
-        if self.media is not None:
-            await self.media.aclose()
+
+# Pool methods are the registry's and the supervisor's, never a client's.
+_POOL_METHODS = frozenset({"warm", "start", "close", "call", "memory_mb"})

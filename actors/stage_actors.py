@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psutil
 import ray
 from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -87,8 +88,17 @@ class SttStageActor(_Stage):
         self._streams.pop(utterance_id, None)
         return text
 
+    async def reset(self) -> None:
+        """Drop any utterance left open: the worker is about to serve another session."""
+        streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            await stream.aclose()
+
     def ping(self) -> str:
         return "ok"
+
+    def rss_mb(self) -> float:
+        return psutil.Process().memory_info().rss / 2**20
 
 
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
@@ -152,6 +162,9 @@ class S2sStageActor(_Stage):
 
     def ping(self) -> str:
         return "ok"
+
+    def rss_mb(self) -> float:
+        return psutil.Process().memory_info().rss / 2**20
 
 
 class _RemoteSttStream(SttStream):
@@ -247,18 +260,18 @@ def pinned_here(name: str, namespace: str) -> dict[str, Any]:
 
 
 async def start_stages(
-    session_id: str,
+    owner: str,
     namespace: str,
     stt_provider: str,
     tts_provider: str,
     stage_options: dict[str, dict[str, Any]],
 ) -> tuple[RemoteSTT, RemoteTTS, dict[str, dict[str, Any]]]:
-    """Start both stage actors in parallel on this node and wait until their models are loaded.
-    Returns the proxies and where each stage runs."""
-    stt_actor = SttStageActor.options(**pinned_here(f"session:{session_id}/stt", namespace)).remote(
+    """Start both stage actors of the worker `owner` in parallel on this node and wait until
+    their models are loaded. Returns the proxies and where each stage runs."""
+    stt_actor = SttStageActor.options(**pinned_here(f"{owner}/stt", namespace)).remote(
         stt_provider, stage_options.get(stt_provider, {})
     )
-    tts_actor = TtsStageActor.options(**pinned_here(f"session:{session_id}/tts", namespace)).remote(
+    tts_actor = TtsStageActor.options(**pinned_here(f"{owner}/tts", namespace)).remote(
         tts_provider, stage_options.get(tts_provider, {})
     )
     (stt_caps, stt_at), (tts_caps, tts_at) = await asyncio.gather(

@@ -1,8 +1,8 @@
 """The supervisor's logic, shared by the HTTP routes and the Python handle methods of the ingress.
 
-Creating a session: validate → admit (registry, atomic) → provider side effects → start the
-`SessionActor` and its stages → commit. Any failure after admission undoes every earlier step, so
-a refused or failed session leaves no actor, no slot and no remote resource behind.
+Creating a session: validate → admit and take a warm worker (registry, atomic) → provider side
+effects → bind the worker to the session → commit. Any failure after admission undoes every
+earlier step, so a refused or failed session leaves no slot and no remote resource behind.
 """
 
 from __future__ import annotations
@@ -19,12 +19,8 @@ import ray
 
 from actors.errors import as_backend_error
 from actors.registry import REGISTRY_NAME, SessionRegistry
-from actors.session_actor import (
-    DEFAULT_S2S_PROVIDER,
-    SESSION_RESOURCE,
-    SessionActor,
-    SessionSpec,
-)
+from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec
+from actors.session_ref import SessionRef
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from pipelines.audio import PIPELINE_RATE_HZ
@@ -43,11 +39,8 @@ from providers.wire import SessionMedia, WireCodec
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE_S = 5.0
+HANDLE_CACHE_SIZE = 10_000
 PROVIDER_HEALTH_TTL_S = 10.0
-
-
-def session_actor_name(session_id: str) -> str:
-    return f"session:{session_id}"
 
 
 def get_registry(namespace: str) -> Any:
@@ -63,7 +56,17 @@ class Supervisor:
         self.provider: BackendProvider = BACKENDS.create(provider_name, config.provider_config)
         self.registry = get_registry(namespace)
         self._config = config
+        self._rev = -1  # the registry's config revision `_config` matches (-1: not fetched)
+        self._handles: dict[str, Any] = {}
         self._provider_health: tuple[float, dict[str, Any]] = (0.0, {})
+        self.replica_id = _replica_id()
+        self._reaping: asyncio.Task[None] | None = None
+
+    def cache_config(self, values: dict[str, Any]) -> Config:
+        values = dict(values)
+        self._rev = values.pop("_rev", -1)
+        self._config = Config(**values)
+        return self._config
 
     async def apply_config(self, config: Config) -> Config:
         if config.provider != self.provider_name:
@@ -77,14 +80,13 @@ class Supervisor:
         provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
         if config.pipeline_type is PipelineType.STT_TTS:
             provider.check_stage_providers(config.stt_provider, config.tts_provider)
-        await self.registry.configure.remote(config.model_dump(mode="json"))
-        self.provider, self._config = provider, config
-        return config
+        applied = await self.registry.configure.remote(config.model_dump(mode="json"))
+        self.provider = provider
+        return self.cache_config(applied)
 
     async def config(self) -> Config:
         """The registry's config is the truth: another replica may have updated it."""
-        self._config = Config(**await self.registry.get_config.remote())
-        return self._config
+        return self.cache_config(await self.registry.get_config.remote())
 
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
@@ -99,9 +101,21 @@ class Supervisor:
         if sc.agent is not None and sc.agent_callback is None and sc.agent_instance is None:
             AGENTS.resolve(sc.agent["type"])
 
+    async def _reserve(self, sc: SessionConfig, session_id: str, record: dict[str, Any]) -> Any:
+        """Validate against the cached config and admit in one registry call; if another
+        replica changed the config meanwhile, the registry hands it back and we go again."""
+        for _ in range(3):
+            self._validate(self._config, sc)
+            try:
+                res = await self.registry.reserve.remote(session_id, record, self._rev)
+            except Exception as exc:
+                raise as_backend_error("create_session", exc) from None
+            if "config" not in res:
+                return res
+            self.cache_config(res["config"])
+        raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "config keeps changing")
+
     async def create_session(self, sc: SessionConfig, media_base_url: str) -> dict[str, Any]:
-        config = await self.config()
-        self._validate(config, sc)
         session_id = uuid.uuid4().hex
         record = {
             "session_id": session_id,
@@ -114,15 +128,12 @@ class Supervisor:
             "state": "idle",
             "sample_rate_hz": sc.sample_rate_hz,
             "output_sample_rate_hz": sc.output_sample_rate_hz,
+            "ingress_replica": self.replica_id,
         }
-        try:
-            await self.registry.reserve.remote(session_id, record)
-        except Exception as exc:
-            raise as_backend_error("create_session", exc) from None
-
-        actor = None
-        opened = False
         started = time.monotonic()
+        res = await self._reserve(sc, session_id, record)
+        config, worker = self._config, res["worker"]
+        opened = False
         try:
             media = await self.provider.open_session(session_id, sc.user_id, media_base_url)
             opened = True
@@ -147,26 +158,17 @@ class Supervisor:
                 transport=sc.transport,
                 transport_options=transport_options,
             )
-            actor = SessionActor.options(
-                name=session_actor_name(session_id),
-                namespace=self.namespace,
-                lifetime="detached",
-                resources={SESSION_RESOURCE: 1},
-            ).remote(spec)
             async with asyncio.timeout(max(config.timeout, 60.0)):
-                placement = await actor.start.remote()
+                placement = await worker.start.remote(spec)
             updates = {"media": media_info, **placement}
             updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
             if not await self.registry.commit.remote(session_id, updates):
                 raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "session vanished")
         except BaseException as exc:
-            if actor is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(actor)
             if opened:
                 with contextlib.suppress(Exception):
                     await self.provider.close_session(session_id)
-            await self.registry.release.remote(session_id)
+            await self.registry.abort.remote(session_id)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if isinstance(exc, TimeoutError):
@@ -174,26 +176,30 @@ class Supervisor:
                     "create_session", ErrorCode.CONNECTION_TIMEOUT, "session did not start in time"
                 ) from None
             raise as_backend_error("create_session", exc) from None
-        return {**record, **updates, "state": "idle"}
+        self._handles[res["worker_name"]] = worker
+        return {
+            **record,
+            **updates,
+            "worker": res["worker_name"],
+            "warm_start": res["warm"],
+            "state": "idle",
+        }
 
     # -- close -----------------------------------------------------------------------------
     async def close_session(self, session_id: str, reason: str = "closed by request") -> None:
         rec = await self.registry.claim_close.remote(session_id)
         if rec is None:
             raise _not_found("close_session", session_id)
+        report = None
         try:
-            actor = self.session_actor(session_id)
+            worker = await self.worker_actor(rec)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_GRACE_S):
-                    await actor.close.remote(reason)
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
-        except BackendError:
-            pass  # the actor is already gone; still free the slot
+                    report = await worker.close.remote(reason)
         finally:
             with contextlib.suppress(Exception):
                 await self.provider.close_session(session_id)
-            await self.registry.release.remote(session_id)
+            await self.registry.finish.remote(session_id, report)
 
     async def close_all(self, reason: str) -> int:
         records = await self.registry.list.remote()
@@ -216,11 +222,23 @@ class Supervisor:
     async def media_upstream(self, rec: dict[str, Any]) -> str | None:
         return await self.provider.media_upstream(rec["session_id"], rec.get("user_id", ""))
 
-    def session_actor(self, session_id: str) -> Any:
-        try:
-            return ray.get_actor(session_actor_name(session_id), namespace=self.namespace)
-        except ValueError:
-            raise _not_found("session", session_id) from None
+    async def worker_actor(self, rec: dict[str, Any]) -> Any:
+        """The worker actor named in a session's record (cached: names never change)."""
+        name = rec["worker"]
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, name, namespace=self.namespace)
+            except ValueError:
+                raise _not_found("session", rec["session_id"]) from None
+            if len(self._handles) > HANDLE_CACHE_SIZE:
+                self._handles.clear()
+            self._handles[name] = handle
+        return handle
+
+    async def session_ref(self, rec: dict[str, Any]) -> SessionRef:
+        """A handle to a live session's actor that only ever reaches that session."""
+        return SessionRef(await self.worker_actor(rec), rec["session_id"])
 
     async def get_session(self, session_id: str) -> dict[str, Any]:
         rec = await self.registry.get.remote(session_id)
@@ -228,7 +246,8 @@ class Supervisor:
             raise _not_found("get_session", session_id)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                rec["state"] = await self.session_actor(session_id).ping.remote()
+                ref = SessionRef(await self.worker_actor(rec), session_id)
+                rec["state"] = await ref.ping.remote()
         return rec
 
     async def list_sessions(self) -> list[dict[str, Any]]:
@@ -240,9 +259,15 @@ class Supervisor:
             raise _not_found("session", session_id)
         return rec
 
+    async def capacity(self) -> dict[str, Any]:
+        return await self.registry.capacity.remote()
+
     async def health(self) -> dict[str, Any]:
         health = await self.registry.health.remote()
-        await self._release_reaped()
+        if health["details"]["reaped_total"] and self._reaping is None:
+            # Provider-side cleanup of reaped sessions: off the health check's path.
+            self._reaping = asyncio.create_task(self._release_reaped())
+            self._reaping.add_done_callback(lambda _: setattr(self, "_reaping", None))
         provider = await self._provider_reachability()
         health["details"]["providers"] = {self.provider_name: provider}
         if not provider.get("reachable", False) and health["status"] == "healthy":
@@ -292,6 +317,16 @@ def webrtc_media(
         "ice_servers": ice_servers,
     }
     return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}
+
+
+def _replica_id() -> str | None:
+    """Which ingress replica admitted a session (shown in its record; None outside Serve)."""
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:
+        return None
 
 
 def _not_found(op: str, session_id: str) -> BackendError:

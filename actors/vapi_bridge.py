@@ -42,8 +42,7 @@ async def handle_webhook(sup: Supervisor, headers: dict[str, str], body: Any) ->
     if session_id is None:
         return {}
     try:
-        await sup.require_session(session_id)
-        actor = sup.session_actor(session_id)
+        actor = await sup.session_ref(await sup.require_session(session_id))
     except BackendError:
         return {}  # a message for a session already gone (e.g. after end-of-call)
     if msg.type == "status-update":
@@ -92,15 +91,16 @@ async def chat_completion(
     provider = _provider(sup)
     provider.verify(headers)
     text = last_user_text(body)
-    await sup.require_session(session_id)
-    actor = sup.session_actor(session_id)
+    # A streamed reply cannot pass through `SessionActor.call`: ask the worker directly, naming
+    # the session, which the worker checks is still the one it hosts.
+    worker = await sup.worker_actor(await sup.require_session(session_id))
     model = str((body or {}).get("model") or provider.cfg.model_name)
 
     async def stream() -> AsyncIterator[bytes]:
         out = ChunkWriter(model)
         yield out.start()
         try:
-            async for ref in actor.agent_turn.remote(text):
+            async for ref in worker.agent_turn.remote(session_id, text):
                 yield out.text(await ref)
         except Exception as exc:  # mid-stream: say so in the stream, never a stack trace
             log.warning("vapi chat for %s failed: %s", session_id, exc)

@@ -17,6 +17,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError
 
 import serve_app
+from actors.session_ref import SessionRef
 from backend.errors import BackendError, ErrorCode
 from backend.iface import (
     Config,
@@ -140,6 +141,7 @@ class VoiceBackend:
         self._media_base_url = media_base_url
         self._count = 0
         self._stopped = False
+        self._workers: dict[str, Any] = {}  # worker name -> actor handle
 
     async def _rpc(self, op: str, method: str, *args: Any) -> Any:
         if self._stopped:
@@ -194,19 +196,27 @@ class VoiceBackend:
                 attempt += 1
         self._count += 1
         info["sample_rate_hz"] = config.sample_rate_hz
-        return VoiceSession(self, info, self._actor(info["session_id"]))
+        return VoiceSession(self, info, self._actor(info))
 
-    def _actor(self, session_id: str) -> Any:
-        try:
-            return ray.get_actor(f"session:{session_id}", namespace=serve_app.NAMESPACE)
-        except ValueError:
-            raise BackendError(
-                "get_session", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
-            ) from None
+    def _actor(self, info: dict[str, Any]) -> SessionRef:
+        """The session's worker actor, reachable only for this session (workers are reused)."""
+        session_id, name = info["session_id"], info.get("worker") or ""
+        handle = self._workers.get(name)
+        if handle is None:
+            try:
+                handle = ray.get_actor(name, namespace=serve_app.NAMESPACE)
+            except ValueError:
+                raise BackendError(
+                    "get_session", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
+                ) from None
+            if len(self._workers) > 10_000:
+                self._workers.clear()
+            self._workers[name] = handle
+        return SessionRef(handle, session_id)
 
     async def get_session(self, session_id: str) -> VoiceSession:
         info = await self._rpc("get_session", "api_get_session", session_id)
-        return VoiceSession(self, info, self._actor(session_id))
+        return VoiceSession(self, info, self._actor(info))
 
     async def list_sessions(self) -> list[VoiceSession]:
         records = await self._rpc("list_sessions", "api_list_sessions")
@@ -214,7 +224,7 @@ class VoiceBackend:
         out = []
         for rec in records:
             try:
-                out.append(VoiceSession(self, rec, self._actor(rec["session_id"])))
+                out.append(VoiceSession(self, rec, self._actor(rec)))
             except BackendError:
                 continue  # closed between the listing and now
         return out
@@ -242,6 +252,10 @@ class VoiceBackend:
 
     async def get_config(self) -> Config:
         return Config(**await self._rpc("get_config", "api_get_config"))
+
+    async def capacity(self) -> dict[str, Any]:
+        """Sessions, free `voice_session` slots and the warm pool, cluster-wide and per node."""
+        return await self._rpc("capacity", "api_capacity")
 
     async def update_config(self, config: Config) -> Config:
         """Takes effect for what follows: a lowered cap refuses new sessions, live ones stay."""

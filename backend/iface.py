@@ -119,6 +119,21 @@ class Config(_Model):
     allow_interruptions: bool = True
     min_interruption_duration: float = Field(default=0.5, ge=0.05, le=5.0, description="seconds")
     health_check_interval: float = Field(default=5.0, ge=0.2, le=300.0, description="seconds")
+    # Warm pool (per node): idle session workers with their models loaded, so a new session
+    # binds in milliseconds instead of starting three processes (~1 s each).
+    warm_pool_size: int = Field(default=2, ge=0, le=1000, description="idle workers per node")
+    warm_pool_max_starting: int = Field(
+        default=2, ge=1, le=64, description="workers starting at once per node, for the pool"
+    )
+    worker_max_sessions: int = Field(
+        default=50, ge=1, le=1_000_000, description="recycle a worker after this many sessions"
+    )
+    worker_max_memory_mb: int = Field(
+        default=1024,
+        ge=0,
+        le=1_000_000,
+        description="recycle a worker whose processes (session + stages) hold more RSS; 0: never",
+    )
     enable_tracing: bool = False
     enable_metrics: bool = True
     enable_structured_logging: bool = False

@@ -120,14 +120,39 @@ async def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 
         await asyncio.sleep(interval_s)
 
 
-def session_actor_names() -> list[str]:
+def worker_actor_names() -> list[str]:
+    """Named session-worker actors (`worker:<id>`, `worker:<id>/stt`, `.../tts`) alive now."""
     import ray
 
     import serve_app
 
     return [
-        a["name"] if isinstance(a, dict) else a
+        a["name"]
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if (a["name"] if isinstance(a, dict) else a).startswith("session:")
-        and (not isinstance(a, dict) or a.get("namespace") == serve_app.NAMESPACE)
+        if a["name"].startswith("worker:") and a.get("namespace") == serve_app.NAMESPACE
     ]
+
+
+async def busy_workers() -> list[str]:
+    """Workers that say they are bound to a session (asked directly, not the registry)."""
+    import ray
+
+    import serve_app
+
+    busy = []
+    for name in worker_actor_names():
+        if "/" in name:
+            continue
+        try:
+            actor = ray.get_actor(name, namespace=serve_app.NAMESPACE)
+            if (await actor.describe.remote())["session_id"] is not None:
+                busy.append(name)
+        except Exception:  # gone meanwhile
+            continue
+    return busy
+
+
+async def only_warm_pool_left(pool_size: int = 2, nodes: int = 1) -> bool:
+    """Every session's worker was returned or recycled: none bound, no more than the warm pool
+    can hold (up to twice its size for a while; three actors per worker: session, stt, tts)."""
+    return not await busy_workers() and len(worker_actor_names()) <= 3 * 2 * pool_size * nodes

@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
-from tests.conftest import make_config, session_actor_names, wait_for
+from tests.conftest import make_config, only_warm_pool_left, wait_for, worker_actor_names
 
 pytestmark = pytest.mark.ray
 
@@ -70,8 +70,4 @@ async def test_churn_under_cap(backend: Any, base_url: str, hello_16k: bytes) ->
     assert refusals > 0, "10 clients against a cap of 5 must have been refused sometimes"
     assert heard >= SESSIONS * 0.95, f"only {heard} of {SESSIONS} calls were understood"
     assert (await backend.health_check()).details["active_sessions"] == 0
-    assert await wait_for(lambda: _none_left(), timeout_s=30), session_actor_names()
-
-
-async def _none_left() -> bool:
-    return not session_actor_names()
+    assert await wait_for(only_warm_pool_left, timeout_s=30), worker_actor_names()

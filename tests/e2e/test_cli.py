@@ -112,7 +112,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             try:
                 health = httpx.get(f"{base}/v1/health", timeout=5).json()
                 break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # up, but the app not yet routed
                 time.sleep(1)
         assert health is not None, "serve never answered"
         assert health["max_concurrent_sessions"] == 2  # from the config file

@@ -15,8 +15,9 @@ from backend.iface import Config, PipelineState, PipelineType, SessionConfig
 from tests.conftest import (
     TEST_CAP,
     make_config,
-    session_actor_names,
+    only_warm_pool_left,
     wait_for,
+    worker_actor_names,
 )
 
 pytestmark = pytest.mark.ray
@@ -167,20 +168,21 @@ async def test_capacity_burst_never_overshoots_and_leaves_nothing(backend: Any) 
     assert {e.code for e in errors} == {ErrorCode.SESSION_LIMIT_EXCEEDED}
     assert "3 of 3" in errors[0].message
     assert (await backend.health_check()).details["active_sessions"] == 3
-    assert len(session_actor_names()) == 9  # 3 sessions x (session, stt, tts)
-    for s in sessions:  # each session's stages run on the session's own node
+    names = set(worker_actor_names())
+    workers = set()
+    for s in sessions:  # each session: its own worker, whose stages run on the worker's node
         info = (await backend.get_session(s.id)).info
+        w = info["worker"]
+        workers.add(w)
+        assert {w, f"{w}/stt", f"{w}/tts"} <= names
         assert {info["stages"][stage]["node_id"] for stage in ("stt", "tts")} == {info["node_id"]}
         assert len({info["pid"], info["stages"]["stt"]["pid"], info["stages"]["tts"]["pid"]}) == 3
+    assert len(workers) == 3
 
     for s in sessions:
         await backend.close_session(s.id)
     assert backend.get_active_session_count() == 0
-    assert await wait_for(lambda: _no_actors()), session_actor_names()
-
-
-async def _no_actors() -> bool:
-    return not session_actor_names()
+    assert await wait_for(only_warm_pool_left), worker_actor_names()
 
 
 async def test_lowered_cap_refuses_new_sessions_and_keeps_live_ones(backend: Any) -> None:
@@ -204,6 +206,7 @@ async def test_killed_session_actor_is_reaped_and_its_slot_freed(backend: Any) -
         SessionConfig(user_id="u-bystander", agent={"type": "echo"})
     )
     info = (await backend.get_session(sess.id)).info
+    other_worker = (await backend.get_session(other.id)).info["worker"]
     os.kill(info["pid"], signal.SIGKILL)
 
     async def reaped() -> bool:
@@ -216,11 +219,12 @@ async def test_killed_session_actor_is_reaped_and_its_slot_freed(backend: Any) -
         await backend.get_session(sess.id)
     assert gone.value.code is ErrorCode.SESSION_NOT_FOUND
     assert await other.get_state() is PipelineState.IDLE
-    assert await wait_for(lambda: _only(other.id))
 
+    async def killed_worker_gone() -> bool:  # its stage actors went with it
+        names = worker_actor_names()
+        return not [n for n in names if n.startswith(info["worker"])] and other_worker in names
 
-async def _only(session_id: str) -> bool:
-    return all(name.startswith(f"session:{session_id}") for name in session_actor_names())
+    assert await wait_for(killed_worker_gone)
 
 
 @pytest.mark.parametrize(
