@@ -13,7 +13,7 @@ import pytest
 from backend.http_client import HttpClient
 from backend.webrtc_client import WebRtcCall
 from pipelines.audio import rms
-from tests.conftest import make_config, session_actor_names, wait_for
+from tests.conftest import busy_workers, make_config, wait_for
 from tests.e2e.conftest import LOOPBACK
 
 pytestmark = pytest.mark.ray
@@ -55,10 +55,10 @@ async def test_five_concurrent_webrtc_calls_then_hang_up_frees_every_slot(
         health = await client.health()
         assert health["active_sessions"] == 0
 
-        async def actors_gone() -> bool:  # the actors exit too: their `voice_session` units free
-            return not any(n.split(":", 1)[1] in ids for n in session_actor_names())
+        async def workers_free() -> bool:  # no worker still hosts a hung-up call
+            return not await busy_workers()
 
-        assert await wait_for(actors_gone, timeout_s=30)
+        assert await wait_for(workers_free, timeout_s=30)
 
 
 async def _gone(client: HttpClient, ids: set[str]) -> bool:
