@@ -23,7 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.session_actor import SESSION_RESOURCE, WorkerProfile
+from actors.session_actor import SESSION_RESOURCE, WorkerProfile, stage_options
 from actors.warm_pool import WarmPool, Worker
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config
@@ -55,7 +55,7 @@ def _profile(config: Config) -> WorkerProfile | None:
             (VAD_PROVIDERS, config.vad_provider),
         ):
             registry.resolve(name or "")
-        options = BACKENDS.create(config.provider, config.provider_config).stage_options()
+        options = stage_options(BACKENDS.create(config.provider, config.provider_config), config)
     except BackendError as err:
         log.warning("warm pool paused: %s", err)
         return None

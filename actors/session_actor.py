@@ -38,6 +38,7 @@ from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
+from providers.backend import BackendProvider
 from providers.base import VAD, S2sOptions
 from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
@@ -108,6 +109,14 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
             retry_delay_s=config.retry_delay,
         ),
     )
+
+
+def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[str, Any]]:
+    """Constructor options per stage provider: the backend provider's, then the config's."""
+    merged = {name: dict(values) for name, values in provider.stage_options().items()}
+    for name, values in config.stage_provider_config.items():
+        merged[name] = {**merged.get(name, {}), **values}
+    return merged
 
 
 def rss_mb() -> float:

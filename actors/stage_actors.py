@@ -64,6 +64,7 @@ class SttStageActor(_Stage):
     """Calls arrive in submission order from the session's single STT feeder, one at a time."""
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
+        self._provider, self._options = provider, options
         self.stt: STT = self._build(STT_PROVIDERS, provider, options)
         self._streams: dict[int, SttStream] = {}
 
@@ -89,10 +90,15 @@ class SttStageActor(_Stage):
         return text
 
     async def reset(self) -> None:
-        """Drop any utterance left open: the worker is about to serve another session."""
+        """The worker is about to serve another session: drop any utterance left open and load
+        a fresh recogniser, so that nothing one caller said shapes the next call."""
         streams, self._streams = list(self._streams.values()), {}
         for stream in streams:
             await stream.aclose()
+        old = self.stt
+        self.stt = await asyncio.to_thread(STT_PROVIDERS.create, self._provider, **self._options)
+        await self.stt.connect()
+        await old.aclose()
 
     def ping(self) -> str:
         return "ok"

@@ -19,7 +19,7 @@ import ray
 
 from actors.errors import as_backend_error
 from actors.registry import REGISTRY_NAME, SessionRegistry
-from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec
+from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec, stage_options
 from actors.session_ref import SessionRef
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
@@ -292,14 +292,6 @@ class Supervisor:
         for rec in await self.registry.take_reaped.remote():
             with contextlib.suppress(Exception):
                 await self.provider.close_session(rec["session_id"])
-
-
-def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[str, Any]]:
-    """Constructor options per stage provider: the backend provider's, then the config's."""
-    merged = {name: dict(values) for name, values in provider.stage_options().items()}
-    for name, values in config.stage_provider_config.items():
-        merged[name] = {**merged.get(name, {}), **values}
-    return merged
 
 
 def webrtc_media(

@@ -37,11 +37,10 @@ async def test_call_with_cartesia_stages(backend: Any, base_url: str, hello_16k:
         async with HttpClient(base_url) as client:
             session = await client.create_session(user_id="caller-cartesia")
             assert session["stages"]["tts"]["provider"] == "cartesia"
-            # Both stage actors opened their Cartesia socket when the session started.
-            assert sorted(h["path"] for h in fake.handshakes) == [
-                "/stt/websocket",
-                "/tts/websocket",
-            ]
+            # Both stage actors opened their Cartesia socket before the session's first turn
+            # (warm workers open theirs when they load, so there may be one pair per worker).
+            paths = [h["path"] for h in fake.handshakes]
+            assert paths.count("/stt/websocket") >= 1 and paths.count("/tts/websocket") >= 1
             result = await client.talk(session, hello_16k, 16000, realtime=False)
             await client.close_session(session["session_id"])
     assert result.transcripts == ["hello world"], result.events

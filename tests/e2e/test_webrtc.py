@@ -170,7 +170,6 @@ async def test_talking_over_the_agent_cuts_the_webrtc_reply(
     kinds = [e["type"] for e in call.events]
     assert "interrupted" in kinds, kinds
     t_int = call.event_at[kinds.index("interrupted")]
-    assert second - t_int >= 1.0, "the user spoke for a while after cutting in"
     # Until the user's new turn is transcribed, the long reply would still be playing; after the
     # cut only what was already in flight (pipeline lead + track + jitter buffer) may arrive.
     late = [t for t in call.loud_at if t_int + 0.5 < t < second]
