@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
+from actors.webhooks import apply_webhook
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
@@ -88,6 +89,7 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "node_id",
         "stages",
         "metadata",
+        "connection",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
 
@@ -172,6 +174,12 @@ class VoiceIngress:
             )
             return
         await relay(ws, actor)
+
+    # -- LiveKit webhooks (provider livekit; signature checked with the API secret) ---------
+    @api.post("/v1/livekit/webhook", tags=["livekit"])
+    async def http_livekit_webhook(self, request: Request) -> dict[str, Any]:
+        body = (await request.body()).decode("utf-8", errors="replace")
+        return await apply_webhook(self.sup, body, request.headers.get("authorization", ""))
 
     # -- Python handle API (backend.new_backend) -------------------------------------------
     async def api_create_session(

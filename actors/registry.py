@@ -113,6 +113,21 @@ class SessionRegistry:
         self.handles.pop(session_id, None)
         return self.records.pop(session_id, None) is not None
 
+    def session_ended(self, session_id: str, reason: str) -> bool:
+        """A session ended on its own (its client left): free the slot now, and leave the record
+        for the supervisor to release provider-side (`take_reaped`)."""
+        known = session_id in self.records
+        self._reap(session_id, reason)
+        return known
+
+    def annotate(self, session_id: str, updates: dict[str, Any]) -> bool:
+        """Record what is learnt about a live session from outside (e.g. a provider webhook)."""
+        rec = self.records.get(session_id)
+        if rec is None or rec.get("status") == "closing":
+            return False
+        rec.update(updates)
+        return True
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
         return self.records.get(session_id)

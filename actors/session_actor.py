@@ -8,6 +8,7 @@ actor hop (2.4 ms, DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,9 @@ from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from providers.agents import build_agent
+from providers.backend import TransportSpec
 from providers.base import S2sOptions
-from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
+from providers.registry import TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class SessionSpec:
     agent_callback: Any = None  # shipped with cloudpickle; runs inside this actor
     agent_instance: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
 
 
 def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
@@ -72,6 +75,7 @@ class SessionActor:
     def __init__(self, spec: SessionSpec) -> None:
         self.spec = spec
         self.runtime: SessionRuntime | None = None
+        self.media: Any = None  # a transport run inside this actor (BackendProvider's choice)
 
     async def start(self) -> dict[str, Any]:
         """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
@@ -120,7 +124,24 @@ class SessionActor:
                     "tts.provider": config.tts_provider or "",
                 },
             )
+        if spec.agent_transport is not None:
+            t = spec.agent_transport
+            self.media = TRANSPORTS.create(t.name, **t.options, on_closed=self._peer_gone)
+            await self.media.start(self.runtime)
         return {**placement(), "stages": stages}
+
+    async def _peer_gone(self, reason: str) -> None:
+        """The client left for good: end the session, free its slot, and exit this actor (which
+        also ends its stage actors). The registry hands the record to the supervisor, which
+        releases the provider's side, as for a reaped session."""
+        from actors.registry import REGISTRY_NAME  # the registry module imports this one
+
+        log.info("session %s: %s; ending the session", self.spec.session_id, reason)
+        with contextlib.suppress(Exception):
+            registry = ray.get_actor(REGISTRY_NAME, namespace=self.spec.namespace)
+            await registry.session_ended.remote(self.spec.session_id, reason)
+        await self.close(reason)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     @staticmethod
     def _turn_observer(config: Config, pipeline: str) -> Any:
@@ -171,3 +192,5 @@ class SessionActor:
     async def close(self, reason: str = "closed") -> None:
         if self.runtime is not None:
             await self.runtime.aclose(reason)
+        if self.media is not None:
+            await self.media.aclose()

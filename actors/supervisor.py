@@ -126,6 +126,7 @@ class Supervisor:
         try:
             media = await self.provider.open_session(session_id, sc.user_id, media_base_url)
             opened = True
+            agent_transport = self.provider.agent_transport(session_id, sc.user_id)
             spec = SessionSpec(
                 session_id=session_id,
                 user_id=sc.user_id,
@@ -139,6 +140,7 @@ class Supervisor:
                 agent_callback=sc.agent_callback,
                 agent_instance=sc.agent_instance,
                 metadata=sc.metadata,
+                agent_transport=agent_transport,
             )
             actor = SessionActor.options(
                 name=session_actor_name(session_id),
@@ -149,6 +151,8 @@ class Supervisor:
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await actor.start.remote()
             updates = {"media": media.model_dump(), **placement}
+            if agent_transport is not None:  # the media goes through the provider (a room)
+                updates.update(transport=agent_transport.name, connection="connecting")
             updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
             if not await self.registry.commit.remote(session_id, updates):
                 raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "session vanished")

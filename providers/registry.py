@@ -54,7 +54,15 @@ class Registry:
         return self.resolve(name)(*args, **options)
 
 
-BACKENDS = Registry("backend", {"local": "providers.local.backend:LocalBackendProvider"})
+BACKENDS = Registry(
+    "backend",
+    {
+        "local": "providers.local.backend:LocalBackendProvider",
+        "livekit": "providers.livekit.backend:LiveKitBackendProvider",
+    },
+)
+# Transports a session actor runs itself (BackendProvider.agent_transport names one).
+TRANSPORTS = Registry("transport", {"livekit": "providers.livekit.transport:LiveKitTransport"})
 STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
 TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
 # The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
