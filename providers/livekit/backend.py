@@ -83,8 +83,8 @@ class LiveKitBackendProvider(BackendProvider):
             code = ErrorCode.CONNECTION_FAILED
             if exc.status in (401, 403) or exc.code in ("unauthenticated", "permission_denied"):
                 code = ErrorCode.AUTHENTICATION_FAILED
-            detail = exc.message or exc.code
-            raise BackendError(op, code, f"LiveKit server refused ({exc.status}): {detail}") from None
+            detail = f"LiveKit server refused ({exc.status}): {exc.message or exc.code}"
+            raise BackendError(op, code, detail) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise BackendError(
                 op,
