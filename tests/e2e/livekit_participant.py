@@ -37,6 +37,7 @@ class Participant:
         self.speech_end_at: float | None = None
         self.turn_voice_ms: list[float] = []
         self.agent_track = asyncio.Event()
+        self.agent_listens = asyncio.Event()  # the agent subscribed to our microphone
         self.closed = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
 
@@ -47,6 +48,7 @@ class Participant:
         room.on("data_received", self._on_data)
         room.on("transcription_received", self._on_transcription)
         room.on("disconnected", self._on_disconnected)
+        room.on("local_track_subscribed", lambda _track: self.agent_listens.set())
         room.register_text_stream_handler("lk.transcription", self._on_caption)
         await room.connect(self.args.url, self.args.token)
         self.report["room"] = room.name
@@ -100,6 +102,7 @@ class Participant:
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await self.room.local_participant.publish_track(track, options)
         await asyncio.wait_for(self.agent_track.wait(), self.args.timeout)
+        await asyncio.wait_for(self.agent_listens.wait(), self.args.timeout)
         step = self.rate * FRAME_MS // 1000 * 2
         silence = bytes(step)
         clock = _Clock()
