@@ -33,6 +33,8 @@ class Participant:
         self.report: dict[str, Any] = {"events": [], "captions": [], "transcriptions": []}
         self.reply = bytearray()
         self.awaiting_voice = False  # a turn's speech ended, its reply not heard yet
+        self.voiced_s = 0.0  # how much of the agent's audio was speech, not silence
+        self.voiced_frames: list[tuple[float, float]] = []  # (arrival, seconds)
         self.last_voice_at: float | None = None
         self.speech_end_at: float | None = None
         self.turn_voice_ms: list[float] = []
@@ -90,6 +92,8 @@ class Participant:
             samples = np.frombuffer(data, dtype="<i2").astype(np.float64)
             if samples.size and np.sqrt(np.mean(samples**2)) > VOICE_RMS:
                 now = time.monotonic()
+                self.voiced_s += samples.size / self.rate
+                self.voiced_frames.append((time.monotonic(), samples.size / self.rate))
                 if self.awaiting_voice and self.speech_end_at is not None:
                     self.turn_voice_ms.append((now - self.speech_end_at) * 1000)
                     self.awaiting_voice = False
@@ -118,10 +122,27 @@ class Participant:
             self.awaiting_voice = True
             replies = sum(1 for e in self.report["events"] if e.get("type") == "agent_reply")
             deadline = time.monotonic() + self.args.timeout
+            if self.args.barge_in:
+                await self._barge_in(source, clock, Path(self.args.barge_in).read_bytes())
+                break
             while time.monotonic() < deadline and not self._turn_done(replies):
                 await self._send(source, clock, silence)
         with contextlib.suppress(Exception):
             await source.aclose()
+
+    async def _barge_in(self, source: rtc.AudioSource, clock: _Clock, pcm: bytes) -> None:
+        """Talk over the agent one second into its reply; then wait for it to go quiet."""
+        silence = bytes(self.rate * FRAME_MS // 1000 * 2)
+        deadline = time.monotonic() + self.args.timeout
+        while self.awaiting_voice and time.monotonic() < deadline:
+            await self._send(source, clock, silence)
+        await self._send(source, clock, silence * (1000 // FRAME_MS))
+        await self._send(source, clock, pcm)
+        while time.monotonic() < deadline and not (
+            any(e.get("type") == "interrupted" for e in self.report["events"])
+            and time.monotonic() - (self.last_voice_at or 0) > QUIET_AFTER_REPLY_S
+        ):
+            await self._send(source, clock, silence)
 
     def _turn_done(self, replies_before: int) -> bool:
         replies = sum(1 for e in self.report["events"] if e.get("type") == "agent_reply")
@@ -145,7 +166,21 @@ class Participant:
         self.report["reply_audio_s"] = samples.size / self.rate
         self.report["reply_rms"] = float(np.sqrt(np.mean(voiced**2))) if voiced.size else 0.0
         self.report["voice_to_voice_ms"] = [round(v, 1) for v in self.turn_voice_ms]
+        self.report["voiced_reply_s"] = round(self.voiced_s, 2)
+        self.report["reply_segments_s"] = segments(self.voiced_frames)
         return self.report
+
+
+def segments(frames: list[tuple[float, float]], gap_s: float = 0.6) -> list[float]:
+    """Voiced reply audio split where the agent was silent for `gap_s`: one entry per reply."""
+    out: list[float] = []
+    last = None
+    for at, seconds in frames:
+        if last is None or at - last > gap_s:
+            out.append(0.0)
+        out[-1] += seconds
+        last = at
+    return [round(s, 2) for s in out]
 
 
 class _Clock:
@@ -196,5 +231,6 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0, help="per turn")
     parser.add_argument("--reconnect-between-turns", action="store_true")
+    parser.add_argument("--barge-in", help="PCM16 speech to say over the agent's first reply")
     parser.add_argument("--wait-closed", type=float, default=0.0, help="stay until kicked out")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

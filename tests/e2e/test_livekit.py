@@ -24,7 +24,7 @@ from backend import new_backend
 from backend.errors import BackendError
 from backend.http_client import HttpClient
 from providers.livekit.backend import event_body, sign_webhook
-from tests.conftest import BackendHolder, make_config, wait_for
+from tests.conftest import BackendHolder, make_config, speak, wait_for
 from tests.e2e import livekit_server
 from tests.e2e.livekit_server import API_KEY, API_SECRET, LiveKitServer
 
@@ -159,6 +159,29 @@ async def test_s2s_session_in_a_room(lk: HttpClient, hello_pcm: Path, tmp_path: 
     code, report = await participant(session, tmp_path / "s2s.json", "--pcm", str(hello_pcm))
     assert code == 0, report
     assert_heard_and_answered(report)
+
+
+async def test_talking_over_the_agent_cuts_its_track(
+    lk: HttpClient, hello_pcm: Path, tmp_path: Path
+) -> None:
+    long_prefix = (
+        "Here is a long answer that takes several seconds to say out loud. It keeps going for a "
+        "while so that you can interrupt it. And it goes on even longer than that. You said: "
+    )
+    stop = tmp_path / "stop.pcm"
+    stop.write_bytes(await speak("stop please"))
+    session = await lk.create_session(
+        user_id="lk-barge", agent={"type": "echo", "prefix": long_prefix}
+    )
+    code, report = await participant(
+        session, tmp_path / "barge.json", "--pcm", str(hello_pcm), "--barge-in", str(stop)
+    )
+    assert code == 0, report
+    interrupted = [e for e in report["events"] if e["type"] == "interrupted"]
+    assert interrupted, report["events"]
+    full_reply_s = len(await speak(long_prefix + "hello world")) / 2 / 16000
+    heard_s = report["reply_segments_s"][0]
+    assert heard_s < 0.6 * full_reply_s, (heard_s, full_reply_s, report["reply_segments_s"])
 
 
 async def test_transient_disconnect_keeps_the_conversation(
