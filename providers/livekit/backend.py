@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -45,10 +46,6 @@ class LiveKitBackendProvider(BackendProvider):
     name = "livekit"
     config_model = LiveKitConfig
 
-    def __init__(self, provider_config: dict[str, Any] | None = None) -> None:
-        super().__init__(provider_config)
-        self._api: api.LiveKitAPI | None = None  # made on first use, on the caller's event loop
-
     @property
     def cfg(self) -> LiveKitConfig:
         return self.config  # type: ignore[return-value]
@@ -65,20 +62,21 @@ class LiveKitBackendProvider(BackendProvider):
         )
 
     def _client(self) -> api.LiveKitAPI:
-        if self._api is None:
-            self._api = api.LiveKitAPI(
-                self.cfg.http_url,
-                self.cfg.api_key,
-                self.cfg.secret(),
-                timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S),
-                failover=False,
-            )
-        return self._api
+        """A client per call: its HTTP session then belongs to the caller's event loop and is
+        closed after use (a few calls per session; nothing to leak on reconfiguration)."""
+        return api.LiveKitAPI(
+            self.cfg.http_url,
+            self.cfg.api_key,
+            self.cfg.secret(),
+            timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S),
+            failover=False,
+        )
 
-    async def _call(self, op: str, coro: Any) -> Any:
-        """Run a server API call; its failures become the project's errors (no secret in them)."""
+    async def _call(self, op: str, request: Callable[[api.RoomService], Awaitable[Any]]) -> Any:
+        """Run a RoomService call; its failures become the project's errors (no secret in them)."""
         try:
-            return await coro
+            async with self._client() as lkapi:
+                return await request(lkapi.room)
         except api.TwirpError as exc:
             code = ErrorCode.CONNECTION_FAILED
             if exc.status in (401, 403) or exc.code in ("unauthenticated", "permission_denied"):
@@ -104,7 +102,9 @@ class LiveKitBackendProvider(BackendProvider):
         if self.cfg.room_name is None:
             request.max_participants = 2  # the user and the agent; nobody else joins a 1:1 call
         # CreateRoom returns the existing room when one has this name (a shared `room_name`).
-        await self._call("livekit.create_room", self._client().room.create_room(request))
+        await self._call(
+            "livekit.create_room", lambda room_service: room_service.create_room(request)
+        )
         token = self._token(
             user_identity(session_id),
             room,
@@ -138,8 +138,7 @@ class LiveKitBackendProvider(BackendProvider):
         room = self.cfg.room_for(session_id)
         try:
             await self._call(
-                "livekit.delete_room",
-                self._client().room.delete_room(api.DeleteRoomRequest(room=room)),
+                "livekit.delete_room", lambda rs: rs.delete_room(api.DeleteRoomRequest(room=room))
             )
         except BackendError as err:
             if "not exist" not in err.message and "not found" not in err.message:
@@ -195,10 +194,8 @@ class LiveKitBackendProvider(BackendProvider):
     async def check_health(self) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            await self._call(
-                "livekit.health",
-                self._client().room.list_rooms(api.ListRoomsRequest(names=["voice-health"])),
-            )
+            probe = api.ListRoomsRequest(names=["voice-health"])
+            await self._call("livekit.health", lambda rs: rs.list_rooms(probe))
         except BackendError as err:
             return {"reachable": False, "url": self.cfg.ws_url, "error": err.message}
         return {

@@ -316,3 +316,13 @@ def _with_claim(token: str, **video: Any) -> str:
     claims["video"].update(video)
     encoded = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     return f"{header}.{encoded}.{signature}"
+
+
+async def test_switching_provider_with_live_sessions_is_refused(
+    lk: HttpClient, backend_holder: BackendHolder
+) -> None:
+    await lk.create_session(user_id="lk-live")
+    with pytest.raises(BackendError) as info:
+        await new_backend("local", make_config(), port=backend_holder.port)
+    assert info.value.code.value == "session_already_active"
+    assert "close them" in info.value.message and info.value.field == "provider"
