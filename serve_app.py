@@ -7,24 +7,29 @@ Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_ba
 through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
 """
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import ray
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.errors import as_backend_error
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.webhooks import apply_webhook
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
+from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
 
@@ -35,6 +40,20 @@ APP_NAME = "voice_backend"
 DEFAULT_AGENT = {"type": "echo"}
 SESSION_SLOTS_PER_NODE = 100  # `voice_session` units a locally started Ray node offers
 RETRY_AFTER_S = 1
+WEB_DIR = Path(__file__).resolve().parent / "backend" / "web"  # the page at `/`, no build step
+WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+OFFER_TIMEOUT_S = 30.0
+
+
+class WebRtcOffer(BaseModel):
+    """Body of `POST /v1/sessions/{id}/webrtc/offer`: the client's SDP offer, with its ICE
+    candidates (gather them all before sending), and the session's media token."""
+
+    model_config = ConfigDict(extra="forbid")
+    sdp: str = Field(min_length=1, max_length=100_000)
+    type: str = "offer"
+    token: str = ""
+
 
 api = FastAPI(
     title="Voice backend",
@@ -153,9 +172,46 @@ class VoiceIngress:
     async def http_config(self) -> dict[str, Any]:
         return (await self.sup.config()).public_dict()
 
+    @api.get("/v1", tags=["config"])
+    async def http_service_info(self) -> dict[str, Any]:
+        return {"service": "voice backend", "docs": "/docs", "health": "/v1/health", "page": "/"}
+
     @api.get("/", include_in_schema=False)
-    async def http_root(self) -> dict[str, Any]:
-        return {"service": "voice backend", "docs": "/docs", "health": "/v1/health"}
+    async def http_page(self) -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @api.get("/web/{name}", include_in_schema=False)
+    async def http_web_file(self, name: str) -> Response:
+        if name not in WEB_FILES:  # a fixed list: no path from the request reaches the disk
+            body = {"error": {"code": "not_found", "message": f"no file {name!r}"}}
+            return JSONResponse(body, status_code=404)
+        return FileResponse(WEB_DIR / name, media_type=WEB_FILES[name])
+
+    @api.post("/v1/sessions/{session_id}/webrtc/offer", tags=["media"])
+    async def http_webrtc_offer(self, session_id: str, body: WebRtcOffer) -> dict[str, Any]:
+        """SDP offer in, SDP answer out: the session terminates the peer connection itself."""
+        rec = await self.sup.require_session(session_id)
+        if not body.token or body.token != (rec.get("media") or {}).get("token"):
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.AUTHENTICATION_FAILED,
+                "token: missing or wrong",
+                field="token",
+            )
+        if rec.get("transport") != "webrtc":
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.INVALID_CONFIG,
+                f"transport: session {session_id} uses {rec.get('transport')}; create it with "
+                'transport "webrtc" to connect over WebRTC',
+                field="transport",
+            )
+        actor = self.sup.session_actor(session_id)
+        try:
+            async with asyncio.timeout(OFFER_TIMEOUT_S):
+                return await actor.webrtc_offer.remote(body.sdp, body.type)
+        except Exception as exc:
+            raise as_backend_error("webrtc.offer", exc) from None
 
     @api.websocket("/v1/sessions/{session_id}/audio")
     async def ws_audio(self, ws: WebSocket, session_id: str, token: str = Query("")) -> None:
@@ -221,22 +277,21 @@ class VoiceIngress:
 
 # -- deployment ------------------------------------------------------------------------------
 def build_app(args: dict[str, str]) -> Any:
-    """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`.
-
-    Arguments fall back to VOICE_PROVIDER / VOICE_MAX_SESSIONS, then to the defaults.
-    """
+    """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`
+    (or `config=backend.yaml`). Values not given come from `VOICE_BACKEND_*` variables, then the
+    defaults (`backend.config_file`)."""
     if not ray.is_initialized():
         # `serve run` calls this builder before it starts Ray itself; a node it starts then
         # offers session slots (an address given to `serve run` joins a cluster as it is).
         os.environ.setdefault(
             "RAY_OVERRIDE_RESOURCES", json.dumps({SESSION_RESOURCE: SESSION_SLOTS_PER_NODE})
         )
-    provider = args.get("provider") or os.environ.get("VOICE_PROVIDER", "local")
-    config: dict[str, Any] = {}
-    max_sessions = args.get("max_sessions") or os.environ.get("VOICE_MAX_SESSIONS")
-    if max_sessions is not None:
-        config["max_concurrent_sessions"] = int(max_sessions)
-    return VoiceIngress.bind(provider, config)
+    config = load_config(
+        args.get("config"),
+        provider=args.get("provider"),
+        max_concurrent_sessions=args.get("max_sessions"),
+    )
+    return VoiceIngress.bind(config.provider, config.model_dump(mode="json"))
 
 
 def __getattr__(name: str) -> Any:
@@ -262,6 +317,9 @@ def ensure_ray(address: str | None = None, session_slots: int = SESSION_SLOTS_PE
         ctx = ray.init(address=address, namespace=NAMESPACE, **quiet)
     else:
         ctx = ray.init(
+            # "local": start our own node even when another cluster on this host was started
+            # last (ray.init() with no address would join it through /tmp/ray).
+            address="local",
             namespace=NAMESPACE,
             resources={SESSION_RESOURCE: session_slots},
             include_dashboard=dashboard,

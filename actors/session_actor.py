@@ -23,6 +23,8 @@ from backend.iface import Config, PipelineType
 from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
+from pipelines.transports.base import MediaTransport
+from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
 from providers.backend import TransportSpec
 from providers.base import S2sOptions
@@ -51,6 +53,8 @@ class SessionSpec:
     agent_callback: Any = None  # shipped with cloudpickle; runs inside this actor
     agent_instance: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    transport: str = "websocket"
+    transport_options: dict[str, Any] = field(default_factory=dict)  # e.g. WebRtcOptions
     agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
 
 
@@ -75,7 +79,8 @@ class SessionActor:
     def __init__(self, spec: SessionSpec) -> None:
         self.spec = spec
         self.runtime: SessionRuntime | None = None
-        self.media: Any = None  # a transport run inside this actor (BackendProvider's choice)
+        # A transport terminated here: webrtc, or the one the backend provider names (LiveKit).
+        self.media: MediaTransport | Any = None
 
     async def start(self) -> dict[str, Any]:
         """Load the pipeline: stage actors on this node, VAD, agent. Returns where it runs."""
@@ -130,19 +135,6 @@ class SessionActor:
             await self.media.start(self.runtime)
         return {**placement(), "stages": stages}
 
-    async def _peer_gone(self, reason: str) -> None:
-        """The client left for good: end the session, free its slot, and exit this actor (which
-        also ends its stage actors). The registry hands the record to the supervisor, which
-        releases the provider's side, as for a reaped session."""
-        from actors.registry import REGISTRY_NAME  # the registry module imports this one
-
-        log.info("session %s: %s; ending the session", self.spec.session_id, reason)
-        with contextlib.suppress(Exception):
-            registry = ray.get_actor(REGISTRY_NAME, namespace=self.spec.namespace)
-            await registry.session_ended.remote(self.spec.session_id, reason)
-        await self.close(reason)
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-
     @staticmethod
     def _turn_observer(config: Config, pipeline: str) -> Any:
         if not config.enable_metrics:
@@ -170,6 +162,45 @@ class SessionActor:
 
     def send_audio(self, pcm16: bytes) -> None:
         self._rt().send_audio(pcm16)
+
+    async def webrtc_offer(self, sdp: str, sdp_type: str = "offer") -> dict[str, str]:
+        """Terminate the client's peer connection here; returns the SDP answer."""
+        rt = self._rt()
+        if self.spec.transport != "webrtc":
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.INVALID_CONFIG,
+                f"transport: this session uses {self.spec.transport}, not webrtc",
+                field="transport",
+            )
+        if self.media is not None:
+            raise BackendError(
+                "webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, "a peer is already connected"
+            )
+        transport = WebRtcTransport(
+            WebRtcOptions(**self.spec.transport_options), on_closed=self._peer_gone
+        )
+        self.media = transport
+        try:
+            await transport.start(rt)
+            return await transport.answer(sdp, sdp_type)
+        except BaseException:
+            self.media = None
+            await transport.aclose()
+            raise
+
+    async def _peer_gone(self, reason: str) -> None:
+        """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
+        slot, and exit this actor (which also ends its stage actors). The registry hands the
+        record to the supervisor, which releases the provider's side, as for a reaped session."""
+        from actors.registry import REGISTRY_NAME  # the registry module imports this one
+
+        log.info("session %s: %s; ending the session", self.spec.session_id, reason)
+        with contextlib.suppress(Exception):
+            registry = ray.get_actor(REGISTRY_NAME, namespace=self.spec.namespace)
+            await registry.session_ended.remote(self.spec.session_id, reason)
+        await self.close(reason)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def poll(
         self, audio: bool = True, events: bool = True, timeout_s: float = 10.0

@@ -84,13 +84,6 @@ class Supervisor:
 
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
-        if sc.transport == "webrtc":
-            raise BackendError(
-                "create_session",
-                ErrorCode.INVALID_CONFIG,
-                "transport: webrtc is not available yet; use websocket",
-                field="transport",
-            )
         if sc.pipeline_type is PipelineType.S2S:
             S2S_PROVIDERS.resolve(config.s2s_provider or DEFAULT_S2S_PROVIDER)
         else:
@@ -126,7 +119,20 @@ class Supervisor:
         try:
             media = await self.provider.open_session(session_id, sc.user_id, media_base_url)
             opened = True
+            media_info, transport_options = media.model_dump(), {}
+            if sc.transport == "webrtc":
+                media_info, transport_options = webrtc_media(
+                    media_info, session_id, media_base_url, self.provider.webrtc_options()
+                )
             agent_transport = self.provider.agent_transport(session_id, sc.user_id)
+            if agent_transport is not None and sc.transport == "webrtc":
+                raise BackendError(
+                    "create_session",
+                    ErrorCode.INVALID_CONFIG,
+                    f"transport: provider {self.provider_name!r} carries the media itself "
+                    f"({agent_transport.name}); leave transport at its default",
+                    field="transport",
+                )
             spec = SessionSpec(
                 session_id=session_id,
                 user_id=sc.user_id,
@@ -140,6 +146,8 @@ class Supervisor:
                 agent_callback=sc.agent_callback,
                 agent_instance=sc.agent_instance,
                 metadata=sc.metadata,
+                transport=sc.transport,
+                transport_options=transport_options,
                 agent_transport=agent_transport,
             )
             actor = SessionActor.options(
@@ -150,7 +158,7 @@ class Supervisor:
             ).remote(spec)
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await actor.start.remote()
-            updates = {"media": media.model_dump(), **placement}
+            updates = {"media": media_info, **placement}
             if agent_transport is not None:  # the media goes through the provider (a room)
                 updates.update(transport=agent_transport.name, connection="connecting")
             updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -259,6 +267,23 @@ def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[s
     for name, values in config.stage_provider_config.items():
         merged[name] = {**merged.get(name, {}), **values}
     return merged
+
+
+def webrtc_media(
+    media: dict[str, Any], session_id: str, media_base_url: str, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A webrtc session's media endpoint is its SDP offer URL; the client also needs the
+    STUN/TURN servers. Returns (media info for the client, options for the session's transport)."""
+    ws_url, suffix = str(media.get("url") or ""), f"/v1/sessions/{session_id}/audio"
+    base = ws_url.removesuffix(suffix) if ws_url.endswith(suffix) else media_base_url
+    base = base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    ice_servers = list(options.get("ice_servers") or [])
+    info = {
+        **media,
+        "url": f"{base}/v1/sessions/{session_id}/webrtc/offer",
+        "ice_servers": ice_servers,
+    }
+    return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}
 
 
 def _not_found(op: str, session_id: str) -> BackendError:

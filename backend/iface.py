@@ -178,14 +178,22 @@ class Config(_Model):
         return data
 
 
-SECRET_KEY_PARTS = ("secret", "key", "token", "password")
+SECRET_KEY_PARTS = ("secret", "key", "token", "password", "credential")
 
 
 def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: ("***" if any(p in k.lower() for p in SECRET_KEY_PARTS) and v else v)
-        for k, v in values.items()
-    }
+    """Secret-looking keys masked, at any depth (e.g. a TURN server's `credential`)."""
+
+    def mask(k: str, v: Any) -> Any:
+        if any(p in k.lower() for p in SECRET_KEY_PARTS) and v:
+            return "***"
+        if isinstance(v, dict):
+            return mask_secrets(v)
+        if isinstance(v, list):
+            return [mask_secrets(i) if isinstance(i, dict) else i for i in v]
+        return v
+
+    return {k: mask(k, v) for k, v in values.items()}
 
 
 AgentCallback = Callable[[str], Any]  # sync or async: transcript -> reply text

@@ -39,6 +39,23 @@ class Outbox:
         self._items = deque(kept, maxlen=MAX_ITEMS)
         return dropped
 
+    def take_audio(self, max_chunks: int = 1) -> list[bytes]:
+        """Take up to `max_chunks` queued audio chunks, oldest first, without waiting; events stay
+        queued. For a consumer that paces itself (a real-time media track), so the audio not yet
+        due stays here, where `clear_audio` (barge-in) can drop it."""
+        taken: list[bytes] = []
+        while self._items and self._items[0][0] == AUDIO and len(taken) < max_chunks:
+            taken.append(self._items.popleft()[1])  # the usual case: events are drained apart
+        if len(taken) < max_chunks and self._has({AUDIO}):
+            kept: deque[tuple[str, Any]] = deque(maxlen=MAX_ITEMS)
+            for item in self._items:
+                if item[0] == AUDIO and len(taken) < max_chunks:
+                    taken.append(item[1])
+                else:
+                    kept.append(item)
+            self._items = kept
+        return taken
+
     def close(self) -> None:
         self.closed = True
         self._changed.set()

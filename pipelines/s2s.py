@@ -26,6 +26,7 @@ from pipelines.audio import PIPELINE_RATE_HZ, StreamResampler
 from pipelines.outbox import Outbox
 from pipelines.playout import Playout, Segment, heard_text
 from pipelines.stt_tts import STT_BATCH_S, PipelineSettings
+from pipelines.turn_loop import TurnLoop, as_backend_error
 from pipelines.turn_metrics import TurnTimings
 from providers.base import S2S, AgentContext, S2sEvent, S2sOptions, S2sSession
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 _END = object()  # player queue marker: the current response is complete
 
 
-class S2sPipeline:
+class S2sPipeline(TurnLoop):
     def __init__(
         self,
         *,
@@ -46,12 +47,14 @@ class S2sPipeline:
         on_state: Callable[[PipelineState], None],
         on_turn: Callable[[TurnTimings], None] | None = None,
     ) -> None:
+        super().__init__()
         self.s2s = s2s
         self.options = options
         self.agent: Any = options.agent  # kept for `set_agent`; the model decides what to say
         self.ctx = agent_context
         self.outbox = outbox
         self.settings = settings
+        self.latency_target_s = settings.latency_target_s
         self._on_state = on_state
         self._on_turn = on_turn
         rate = s2s.capabilities.sample_rate_hz
@@ -63,7 +66,6 @@ class S2sPipeline:
         self._playback: asyncio.Queue[Any] = asyncio.Queue()
         self._session: S2sSession | None = None
         self._connected = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._turn_counter = 0
         self._turn: TurnTimings | None = None
         self._reply_text: list[str] = []
@@ -73,8 +75,6 @@ class S2sPipeline:
         self._responding = False
         self._response_id = ""
         self._cancelled: set[str] = set()
-        self.turns_completed = 0
-        self.interruptions = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -85,11 +85,7 @@ class S2sPipeline:
         ]
 
     async def aclose(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await super().aclose()
         if self._session is not None:
             with contextlib.suppress(Exception):
                 await self._session.aclose()
@@ -109,14 +105,14 @@ class S2sPipeline:
             try:
                 await self._session.send_audio(pcm)
             except Exception as exc:
-                self._report(_as_backend_error("s2s.send_audio", exc))
+                self._report(as_backend_error("s2s.send_audio", exc))
 
     # -- model events ----------------------------------------------------------------------
     async def _receive(self) -> None:
         try:
             self._session = await self.s2s.connect(self.options)
         except Exception as exc:
-            self._report(_as_backend_error("s2s.connect", exc))
+            self._report(as_backend_error("s2s.connect", exc))
             return
         self._connected.set()
         try:
@@ -126,7 +122,7 @@ class S2sPipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._report(_as_backend_error("s2s.events", exc))
+            self._report(as_backend_error("s2s.events", exc))
 
     async def _handle(self, ev: S2sEvent) -> None:
         now = time.monotonic()
@@ -216,7 +212,7 @@ class S2sPipeline:
             try:
                 await self._session.interrupt(int(heard_s * 1000))
             except Exception as exc:
-                self._report(_as_backend_error("s2s.interrupt", exc))
+                self._report(as_backend_error("s2s.interrupt", exc))
 
     # -- reply audio, paced ----------------------------------------------------------------
     async def _play(self) -> None:
@@ -259,24 +255,3 @@ class S2sPipeline:
         self._on_state(PipelineState.LISTENING)
         self._emit_metrics(turn)
         self._turn = None
-
-    def _emit_metrics(self, turn: TurnTimings) -> None:
-        self.turns_completed += 1
-        self.outbox.put_event(turn.as_metrics(self.settings.latency_target_s))
-        if self._on_turn is not None:
-            try:
-                self._on_turn(turn)
-            except Exception:  # observability must never break a conversation
-                log.exception("turn observer failed")
-
-    def _report(self, err: BackendError) -> None:
-        log.warning("session %s: %s", self.ctx.session_id, err)
-        self.outbox.put_event({"type": "error", **err.to_body()["error"]})
-
-
-def _as_backend_error(op: str, exc: BaseException) -> BackendError:
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return BackendError(op, ErrorCode.TIMEOUT, "the model did not answer in time")
-    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")

@@ -30,6 +30,7 @@ from pipelines.endpointing import EndpointingConfig, TurnDetector, TurnEvent
 from pipelines.outbox import Outbox
 from pipelines.playout import LEAD_S, Playout
 from pipelines.sentences import SentenceAggregator
+from pipelines.turn_loop import TurnLoop, as_backend_error
 from pipelines.turn_metrics import TurnTimings
 from providers.base import (
     STT,
@@ -62,7 +63,7 @@ class PipelineSettings:
     playout_lead_s: float = LEAD_S
 
 
-class SttTtsPipeline:
+class SttTtsPipeline(TurnLoop):
     def __init__(
         self,
         *,
@@ -77,6 +78,7 @@ class SttTtsPipeline:
         turn_detection: TurnDetection | None = None,
         on_turn: Callable[[TurnTimings], None] | None = None,
     ) -> None:
+        super().__init__()
         self.vad = vad
         self.stt = stt
         self.tts = tts
@@ -84,6 +86,7 @@ class SttTtsPipeline:
         self.ctx = agent_context
         self.outbox = outbox
         self.settings = settings
+        self.latency_target_s = settings.latency_target_s
         self.turn_detection = turn_detection or VadTurnDetection()
         self._on_state = on_state
         self._on_turn = on_turn
@@ -97,12 +100,9 @@ class SttTtsPipeline:
         self._turns: asyncio.Queue[TurnTimings] = asyncio.Queue()
         self._turn_counter = 0
         self._current: TurnTimings | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         # The reply being spoken, if any: what a barge-in cancels.
         self._speaking: tuple[TurnTimings, Playout, asyncio.Task[None]] | None = None
         self._over_agent = False  # the current utterance began while the agent was speaking
-        self.turns_completed = 0
-        self.interruptions = 0
         self.last_playout: Playout | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -111,13 +111,6 @@ class SttTtsPipeline:
             asyncio.create_task(self._stt_feeder(), name="stt-feeder"),
             asyncio.create_task(self._turn_worker(), name="turn-worker"),
         ]
-
-    async def aclose(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
 
     # -- inbound audio (caller's task) -----------------------------------------------------
     def on_audio(self, samples: np.ndarray) -> None:
@@ -239,7 +232,7 @@ class SttTtsPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken stage must surface, not hang the turn
-                err = _as_backend_error("stt", exc)
+                err = as_backend_error("stt", exc)
                 if cmd == "push":
                     failed = err  # reported once, at the end of the utterance
                 else:
@@ -265,7 +258,7 @@ class SttTtsPipeline:
                 self._finish_interrupted(turn)
             elif (exc := task.exception()) is not None:
                 self._on_state(PipelineState.LISTENING)  # back to listening, then say why
-                self._report(_as_backend_error("turn", exc), turn.turn_id)
+                self._report(as_backend_error("turn", exc), turn.turn_id)
             self._on_state(PipelineState.LISTENING)
 
     async def _run_turn(self, turn: TurnTimings) -> None:
@@ -288,7 +281,6 @@ class SttTtsPipeline:
                 self._speaking = None
         self.ctx.history.append({"role": "assistant", "content": reply})
         turn.done = time.monotonic()
-        self.turns_completed += 1
         self._on_state(PipelineState.LISTENING)  # before `metrics`, the event that ends a turn
         self._emit_metrics(turn)
 
@@ -356,30 +348,5 @@ class SttTtsPipeline:
         if turn.heard_text:
             self.ctx.history.append({"role": "assistant", "content": turn.heard_text})
         turn.done = time.monotonic()
-        self.turns_completed += 1
         self._on_state(PipelineState.LISTENING)
         self._emit_metrics(turn)
-
-    def _emit_metrics(self, turn: TurnTimings) -> None:
-        metrics = turn.as_metrics(self.settings.latency_target_s)
-        self.outbox.put_event(metrics)
-        if self._on_turn is not None:
-            try:
-                self._on_turn(turn)
-            except Exception:  # observability must never break a conversation
-                log.exception("turn observer failed")
-
-    def _report(self, err: BackendError, turn_id: int | None = None) -> None:
-        log.warning("session %s: %s", self.ctx.session_id, err)
-        event: dict[str, Any] = {"type": "error", **err.to_body()["error"]}
-        if turn_id is not None:
-            event["turn_id"] = turn_id
-        self.outbox.put_event(event)
-
-
-def _as_backend_error(op: str, exc: BaseException) -> BackendError:
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return BackendError(op, ErrorCode.TIMEOUT, "stage did not answer in time")
-    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")

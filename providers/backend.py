@@ -77,6 +77,11 @@ class BackendProvider(ABC):
         """Constructor options for stage providers, keyed by stage provider name."""
         return {}
 
+    def webrtc_options(self) -> dict[str, Any]:
+        """For sessions whose transport is webrtc: `ice_servers` (STUN/TURN, as in the browser's
+        RTCIceServer) and `host_addresses` (local addresses to offer; None: all but loopback)."""
+        return {}
+
     def agent_transport(self, session_id: str, user_id: str) -> TransportSpec | None:
         """A transport for the session actor to run (after `open_session`); None when the
         client connects to this backend itself (websocket)."""

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+
+from pydantic import Field, field_validator
 
 from backend.iface import MediaInfo, ProviderCapabilities
 from providers.backend import BackendProvider, ProviderConfig
+
+
+class IceServer(ProviderConfig):
+    """A STUN or TURN server, as the browser's `RTCIceServer`."""
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
 
 
 class LocalConfig(ProviderConfig):
@@ -13,6 +24,17 @@ class LocalConfig(ProviderConfig):
     port: int | None = None
     stt_model: str | None = None  # pocketsphinx acoustic model directory
     tts_voice: str = "en-us"
+    # WebRTC sessions: STUN/TURN servers (none needed on loopback or a LAN), and the local
+    # addresses to offer as host candidates (default: every interface but loopback).
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    ice_host_addresses: list[str] | None = None
+
+    @field_validator("ice_host_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str] | None) -> list[str] | None:
+        for addr in v or []:
+            ipaddress.ip_address(addr)  # ValueError names the bad address
+        return v
 
 
 class LocalBackendProvider(BackendProvider):
@@ -36,6 +58,13 @@ class LocalBackendProvider(BackendProvider):
         return MediaInfo(
             url=f"{base}/v1/sessions/{session_id}/audio", token=secrets.token_urlsafe(24)
         )
+
+    def webrtc_options(self) -> dict[str, object]:
+        cfg: LocalConfig = self.config  # type: ignore[assignment]
+        return {
+            "ice_servers": [s.model_dump(exclude_none=True) for s in cfg.ice_servers],
+            "host_addresses": cfg.ice_host_addresses,
+        }
 
     def stage_options(self) -> dict[str, dict[str, object]]:
         cfg: LocalConfig = self.config  # type: ignore[assignment]

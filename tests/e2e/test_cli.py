@@ -42,6 +42,44 @@ def test_demo_call_prints_the_turn_and_writes_the_reply(base_url: str, tmp_path:
         assert w.getnframes() / 24000 >= 0.3
 
 
+def test_call_sessions_health_and_errors_against_a_running_backend(
+    base_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from backend.wav import write_wav
+    from tests.conftest import speak
+
+    wav = tmp_path / "me.wav"
+    write_wav(wav, asyncio.run(speak("open the door", 22050)), 22050)
+    done = subprocess.run(
+        [*CLI, "call", str(wav), "--url", base_url, "--out", str(tmp_path / "r.wav")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "heard      open the door" in done.stdout
+    assert "reply      You said: open the door" in done.stdout
+
+    health = subprocess.run([*CLI, "health", "--url", base_url], capture_output=True, text=True)
+    assert health.returncode == 0 and "status     healthy" in health.stdout, health.stdout
+    listed = subprocess.run([*CLI, "sessions", "--url", base_url], capture_output=True, text=True)
+    assert listed.returncode == 0 and "session(s)" in listed.stdout
+
+    nobody = subprocess.run(
+        [*CLI, "health", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True
+    )
+    assert nobody.returncode == 2 and "cannot reach the backend" in nobody.stderr
+    assert "Traceback" not in nobody.stderr
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_bytes(b"not a wav")
+    bad = subprocess.run(
+        [*CLI, "call", str(bad_wav), "--url", base_url], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "invalid_format" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def _processes_in_session(sid: int) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "sid=,pid=,comm="], capture_output=True, text=True)
     rows = [line.split(None, 2) for line in ps.stdout.splitlines()]
@@ -50,9 +88,16 @@ def _processes_in_session(sid: int) -> list[str]:
 
 def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "VOICE_RAY_DASHBOARD": "0", "RAY_ADDRESS": ""}
+    config = tmp_path / "backend.yaml"
+    config.write_text("max_concurrent_sessions: 2\nlatency_target: 0.4\n")
+    env = {
+        **os.environ,
+        "VOICE_RAY_DASHBOARD": "0",
+        "RAY_ADDRESS": "",
+        "VOICE_BACKEND_TIMEOUT": "20",
+    }
     proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--max-sessions", "2"],
+        [*CLI, "serve", "--port", str(port), "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,7 +115,9 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(1)
         assert health is not None, "serve never answered"
-        assert health["max_concurrent_sessions"] == 2
+        assert health["max_concurrent_sessions"] == 2  # from the config file
+        config_seen = httpx.get(f"{base}/v1/config", timeout=5).json()
+        assert config_seen["latency_target"] == 0.4 and config_seen["timeout"] == 20  # env
         created = httpx.post(f"{base}/v1/sessions", json={"user_id": "cli"}, timeout=60)
         assert created.status_code == 201, created.text
     finally:

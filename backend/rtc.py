@@ -1,0 +1,75 @@
+"""WebRTC helpers shared by the session's transport and the Python WebRTC client (aiortc).
+
+- `peer_connection()`: an `RTCPeerConnection` with the configured STUN/TURN servers.
+- `host_candidates()`: which local addresses ICE offers as host candidates. aioice offers every
+  interface except loopback and has no option for it; a same-machine setup (tests, a laptop
+  demo) wants loopback only, a multi-homed server wants its LAN address only.
+- PCM16 ⇄ `av.AudioFrame` conversions (WebRTC audio is 48 kHz; Opus decodes to stereo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fractions
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import aioice.ice
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from av import AudioFrame
+
+RTC_RATE_HZ = 48000  # Opus' clock: every WebRTC audio frame here is at this rate
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz, the usual Opus packet
+
+_host_addresses: ContextVar[tuple[str, ...] | None] = ContextVar("host_addresses", default=None)
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def _chosen_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    chosen = _host_addresses.get()
+    if chosen is None:
+        return _aioice_host_addresses(use_ipv4, use_ipv6)
+    return list(chosen)
+
+
+# Installed once; behaves exactly as aioice's own unless `host_candidates()` is active in the
+# calling task (candidate gathering runs inside `setLocalDescription`, in the caller's context).
+aioice.ice.get_host_addresses = _chosen_host_addresses
+
+
+@contextlib.contextmanager
+def host_candidates(addresses: list[str] | None) -> Iterator[None]:
+    """Within this block, ICE gathers host candidates on `addresses` only (None: aioice's
+    default, every non-loopback interface)."""
+    token = _host_addresses.set(tuple(addresses) if addresses is not None else None)
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+
+
+def peer_connection(ice_servers: list[dict[str, Any]] | None = None) -> RTCPeerConnection:
+    servers = [RTCIceServer(**s) for s in ice_servers or []]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def frame_to_mono(frame: AudioFrame) -> np.ndarray:
+    """A decoded frame (s16, packed, any channel count) → int16 mono samples."""
+    data = frame.to_ndarray().reshape(-1)
+    channels = len(frame.layout.channels)
+    if channels == 1:
+        return data.astype(np.int16, copy=False)
+    mixed = data.reshape(-1, channels).astype(np.int32).sum(axis=1) // channels
+    return mixed.astype(np.int16)
+
+
+def mono_frame(samples: np.ndarray, pts: int, rate_hz: int = RTC_RATE_HZ) -> AudioFrame:
+    frame = AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+    )
+    frame.sample_rate = rate_hz
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, rate_hz)
+    return frame

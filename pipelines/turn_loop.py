@@ -1,0 +1,61 @@
+"""What the stt_tts and s2s pipelines share: their background tasks, and how a finished turn
+and an error reach the client (the outbox) and the observers (metrics, traces)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from backend.errors import BackendError, ErrorCode
+from pipelines.outbox import Outbox
+from pipelines.turn_metrics import TurnTimings
+from providers.base import AgentContext
+
+log = logging.getLogger(__name__)
+
+
+class TurnLoop:
+    outbox: Outbox
+    ctx: AgentContext
+    latency_target_s: float
+    _on_turn: Callable[[TurnTimings], None] | None
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+        self.turns_completed = 0
+        self.interruptions = 0
+
+    async def aclose(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def _emit_metrics(self, turn: TurnTimings) -> None:
+        """A turn is over (answered or interrupted): its `metrics` event, then the observers."""
+        self.turns_completed += 1
+        self.outbox.put_event(turn.as_metrics(self.latency_target_s))
+        if self._on_turn is not None:
+            try:
+                self._on_turn(turn)
+            except Exception:  # observability must never break a conversation
+                log.exception("turn observer failed")
+
+    def _report(self, err: BackendError, turn_id: int | None = None) -> None:
+        log.warning("session %s: %s", self.ctx.session_id, err)
+        event: dict[str, Any] = {"type": "error", **err.to_body()["error"]}
+        if turn_id is not None:
+            event["turn_id"] = turn_id
+        self.outbox.put_event(event)
+
+
+def as_backend_error(op: str, exc: BaseException) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return BackendError(op, ErrorCode.TIMEOUT, "no answer in time")
+    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")

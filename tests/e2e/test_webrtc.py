@@ -1,0 +1,138 @@
+"""WebRTC sessions through the real stack: HTTP create, SDP offer/answer through Serve, the peer
+connection terminated inside the session actor, a Python aiortc client on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from backend.http_client import HttpClient
+from backend.webrtc_client import WebRtcCall
+from pipelines.audio import rms
+from tests.conftest import make_config, session_actor_names, wait_for
+from tests.e2e.conftest import LOOPBACK
+
+pytestmark = pytest.mark.ray
+
+
+async def session_ids(client: HttpClient) -> set[str]:
+    return {s["session_id"] for s in await client.list_sessions()}
+
+
+async def test_five_concurrent_webrtc_calls_then_hang_up_frees_every_slot(
+    rtc_backend: Any, base_url: str, hello_16k: bytes
+) -> None:
+    async with HttpClient(base_url) as client:
+        sessions = await asyncio.gather(
+            *(
+                client.create_session(user_id=f"rtc-{i}", transport="webrtc", sample_rate_hz=48000)
+                for i in range(5)
+            )
+        )
+        for s in sessions:
+            assert s["transport"] == "webrtc"
+            assert s["media"]["url"].endswith(f"/v1/sessions/{s['session_id']}/webrtc/offer")
+            assert s["media"]["ice_servers"] == []
+        calls = [WebRtcCall(s, host_addresses=LOOPBACK) for s in sessions]
+        await asyncio.gather(*(c.connect() for c in calls))
+        await asyncio.gather(*(c.wait_connected() for c in calls))
+        results = await asyncio.gather(*(c.talk(hello_16k, 16000, timeout_s=90) for c in calls))
+        stats = await asyncio.gather(*(c.inbound_stats() for c in calls))
+        for result, stat in zip(results, stats, strict=True):
+            assert any("hello" in t.lower() for t in result.transcripts), result.events
+            assert result.replies and "hello" in result.replies[0].lower()
+            reply = np.frombuffer(bytes(result.audio), dtype="<i2")
+            assert rms(reply) > 100, "reply speech came back on the peer connection"
+            assert stat["packets_received"] > 0
+        ids = {s["session_id"] for s in sessions}
+        assert ids <= await session_ids(client)
+        await asyncio.gather(*(c.aclose() for c in calls))  # hang up
+        assert await wait_for(lambda: _gone(client, ids), timeout_s=30), "slots freed"
+        health = await client.health()
+        assert health["active_sessions"] == 0
+
+        async def actors_gone() -> bool:  # the actors exit too: their `voice_session` units free
+            return not any(n.split(":", 1)[1] in ids for n in session_actor_names())
+
+        assert await wait_for(actors_gone, timeout_s=30)
+
+
+async def _gone(client: HttpClient, ids: set[str]) -> bool:
+    return not (ids & await session_ids(client))
+
+
+async def test_peer_connection_closing_ends_the_session(rtc_backend: Any, base_url: str) -> None:
+    async with HttpClient(base_url) as client:
+        session = await client.create_session(user_id="rtc-close", transport="webrtc")
+        call = WebRtcCall(session, host_addresses=LOOPBACK)
+        await call.connect()
+        await call.wait_connected()
+        await call.aclose(hangup=False)  # the browser tab closes: no goodbye message
+        sid = session["session_id"]
+        assert await wait_for(lambda: _gone(client, {sid}), timeout_s=45)
+        with pytest.raises(Exception) as err:
+            await client.get_session(sid)
+        assert getattr(err.value, "code", None).value == "session_not_found"
+
+
+async def test_offer_errors_name_what_is_wrong(rtc_backend: Any, base_url: str) -> None:
+    async with HttpClient(base_url) as client, httpx.AsyncClient(timeout=30) as http:
+        rtc = await client.create_session(user_id="rtc-errors", transport="webrtc")
+        ws = await client.create_session(user_id="ws-errors")
+        url, token = rtc["media"]["url"], rtc["media"]["token"]
+        call = WebRtcCall(rtc, host_addresses=LOOPBACK)
+        offer = await call.offer()
+
+        async def post(target: str, body: Any) -> tuple[int, dict[str, Any]]:
+            resp = await http.post(target, json=body)
+            return resp.status_code, resp.json()
+
+        status, body = await post(url, {"sdp": offer, "token": "wrong"})
+        assert (status, body["error"]["code"], body["error"]["field"]) == (
+            401,
+            "authentication_failed",
+            "token",
+        )
+        ws_url = f"{base_url}/v1/sessions/{ws['session_id']}/webrtc/offer"
+        status, body = await post(ws_url, {"sdp": offer, "token": ws["media"]["token"]})
+        assert (status, body["error"]["field"]) == (422, "transport")
+        status, body = await post(url, {"sdp": "garbage", "token": token})
+        assert (status, body["error"]["code"], body["error"]["field"]) == (
+            422,
+            "invalid_format",
+            "sdp",
+        )
+        status, body = await post(url, {"token": token})
+        assert (status, body["error"]["field"]) == (422, "sdp")
+        status, body = await post(f"{base_url}/v1/sessions/nope/webrtc/offer", {"sdp": offer})
+        assert (status, body["error"]["code"]) == (404, "session_not_found")
+        # A good offer connects; a second one is refused while the first peer is there.
+        await call.accept((await post(url, {"sdp": offer, "token": token}))[1])
+        await call.wait_connected()
+        again = WebRtcCall(rtc, host_addresses=LOOPBACK)
+        status, body = await post(url, {"sdp": await again.offer(), "token": token})
+        assert (status, body["error"]["code"]) == (409, "session_already_active")
+        await again.aclose(hangup=False)
+        await call.aclose()
+
+
+async def test_ice_servers_config_is_validated_and_reaches_the_client(
+    backend: Any, base_url: str
+) -> None:
+    from backend.errors import BackendError
+
+    with pytest.raises(BackendError) as err:
+        await backend.update_config(make_config(provider_config={"ice_servers": [{"url": "x"}]}))
+    assert err.value.code.value == "invalid_config" and "ice_servers" in (err.value.field or "")
+    turn = {"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "s3cret"}
+    await backend.update_config(make_config(provider_config={"ice_servers": [turn]}))
+    async with HttpClient(base_url) as client:
+        session = await client.create_session(user_id="rtc-ice", transport="webrtc")
+        assert session["media"]["ice_servers"] == [turn]  # the browser needs them
+        config = (await httpx.AsyncClient().get(f"{base_url}/v1/config")).json()
+        assert config["provider_config"]["ice_servers"][0]["credential"] == "***"
+        await client.close_session(session["session_id"])
