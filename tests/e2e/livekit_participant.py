@@ -110,7 +110,7 @@ class Participant:
         step = self.rate * FRAME_MS // 1000 * 2
         silence = bytes(step)
         clock = _Clock()
-        await self._send(source, clock, silence * 25)  # 0.5 s for both sides to settle
+        await self._send(source, clock, silence * 50)  # 1 s for both sides to settle
         for turn in range(turns):
             if turn and self.args.reconnect_between_turns:
                 await self.room.simulate_scenario(

@@ -113,8 +113,11 @@ def assert_heard_and_answered(report: dict[str, Any], context: Any = None) -> No
     assert "transcript" in kinds and "agent_reply" in kinds, report
     captions = {c["speaker"]: c["text"] for c in report["captions"]}
     user, agent = report["identity"], report["agent_identity"]
-    assert "hello" in captions.get(user, "").lower(), context or report["captions"]
-    assert "hello" in captions.get(agent, "").lower(), report["captions"]
+    # WebRTC audio is real-time and lossy: on a loaded machine a word's start can be lost on
+    # the way, so one of the two words heard is enough; the agent must answer what was heard.
+    heard = captions.get(user, "").lower()
+    assert {"hello", "world"} & set(heard.split()), context or report["captions"]
+    assert captions.get(agent, "").lower() == f"you said: {heard}", report["captions"]
     assert report["reply_audio_s"] >= 0.5 and report["reply_rms"] > 300, report
     assert report["voice_to_voice_ms"], "the agent's reply was heard in the room"
 
@@ -326,3 +329,13 @@ async def test_switching_provider_with_live_sessions_is_refused(
         await new_backend("local", make_config(), port=backend_holder.port)
     assert info.value.code.value == "session_already_active"
     assert "close them" in info.value.message and info.value.field == "provider"
+
+
+async def test_webrtc_transport_is_refused_and_leaves_no_room(
+    lk: HttpClient, lk_server: LiveKitServer
+) -> None:
+    before = await room_names(lk_server)
+    with pytest.raises(BackendError) as info:
+        await lk.create_session(user_id="lk-webrtc", transport="webrtc")
+    assert info.value.code.value == "invalid_config" and info.value.field == "transport"
+    assert await room_names(lk_server) == before
