@@ -95,9 +95,8 @@ async def websocket_caller(client: HttpClient, pcm: bytes, turns: int) -> dict:
     metrics: list[dict[str, Any]] = []
     try:
         async with websockets.connect(url, max_size=None) as ws:
-            await send_realtime(
-                ws.send, bytes(RATE), RATE
-            )  # 0.5 s to settle, as the LiveKit caller
+            # 1 s of silence to settle, as the LiveKit caller does
+            await send_realtime(ws.send, bytes(RATE * 2), RATE)
             for _ in range(turns):
                 first, turn_metrics = await websocket_turn(ws, pcm)
                 if first is not None:
