@@ -6,7 +6,7 @@ anything with `push_audio(frames)`, `start()`, `outbox.poll(...)`, `input_sample
 `settings.output_sample_rate_hz` — a `SessionRuntime`.
 
 User audio: the user's track, resampled by the SDK to the session's input rate, goes frame by
-frame (10 ms) into `push_audio` — no actor hop, this runs inside the session actor. Reply audio:
+frame (20 ms) into `push_audio` — no actor hop, this runs inside the session actor. Reply audio:
 the outbox's PCM16 goes into an `AudioSource` published as the agent's microphone track; the
 pipeline paces it at real time, so the source's queue stays short and `clear_queue()` on an
 `interrupted` event silences the agent at once. Events go out as data messages (topic
@@ -30,6 +30,7 @@ EVENTS_TOPIC = "voice.events"
 TRANSCRIPTION_TOPIC = "lk.transcription"  # LiveKit's text-stream captions
 SOURCE_QUEUE_MS = 1000  # headroom only: the pipeline sends ~200 ms ahead of real time
 POLL_TIMEOUT_S = 5.0
+INBOUND_FRAME_MS = 20
 REJOIN_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 # The room is gone for good: rejoining cannot help.
 FINAL_REASONS = {
@@ -66,6 +67,8 @@ class LiveKitTransport:
         self._in_rate = 16000
         self._inbound: asyncio.Task[None] | None = None
         self._outbound: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._grace: asyncio.Task[None] | None = None
         self._rejoin: asyncio.Task[None] | None = None
         self._closing = False
@@ -81,11 +84,16 @@ class LiveKitTransport:
         await self._join()
         runtime.start()
         self._outbound = asyncio.create_task(self._send_loop())
+        self._publisher = asyncio.create_task(self._event_loop())
 
     async def aclose(self) -> None:
         """Leave the room and stop media; never calls `on_closed`."""
         self._closing = True
-        tasks = [t for t in (self._inbound, self._outbound, self._grace, self._rejoin) if t]
+        tasks = [
+            t
+            for t in (self._inbound, self._outbound, self._publisher, self._grace, self._rejoin)
+            if t
+        ]
         for task in tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -186,7 +194,10 @@ class LiveKitTransport:
 
     # -- media -----------------------------------------------------------------------------
     async def _receive_loop(self, track: rtc.Track) -> None:
-        stream = rtc.AudioStream(track, sample_rate=self._in_rate, num_channels=1)
+        # 20 ms frames, as the websocket's: half the per-frame event overhead of the SDK's 10 ms.
+        stream = rtc.AudioStream(
+            track, sample_rate=self._in_rate, num_channels=1, frame_size_ms=INBOUND_FRAME_MS
+        )
         try:
             async for event in stream:
                 try:
@@ -204,10 +215,17 @@ class LiveKitTransport:
             for kind, payload in out["items"]:
                 if kind == "audio":
                     await self._play(payload)
-                else:
-                    await self._publish_event(payload)
+                    continue
+                if payload.get("type") == "interrupted" and self.source is not None:
+                    self.source.clear_queue()  # barge-in: what is still queued must not be heard
+                # Data messages wait for the server's acks: never let the audio wait on them.
+                self._events.put_nowait(payload)
             if out["closed"]:
                 return
+
+    async def _event_loop(self) -> None:
+        while True:
+            await self._publish_event(await self._events.get())
 
     async def _play(self, pcm16: bytes) -> None:
         if self.source is None or len(pcm16) < 2:
@@ -221,8 +239,6 @@ class LiveKitTransport:
 
     async def _publish_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "interrupted" and self.source is not None:
-            self.source.clear_queue()  # barge-in: what is still queued must not be heard
         room = self.room
         if room is None or not room.isconnected():
             return
