@@ -51,14 +51,15 @@ class LiveKitBackendProvider(BackendProvider):
         return self.config  # type: ignore[return-value]
 
     def capabilities(self) -> ProviderCapabilities:
-        # Opus on the wire (WebRTC through the SFU), PCM16 inside the pipeline; min_latency is the
-        # SFU hop's share of voice-to-voice latency, from benchmarks/livekit_vs_websocket.py.
+        # Opus on the wire (WebRTC through the SFU), PCM16 inside the pipeline. min_latency: the
+        # two SFU hops (user -> agent, agent -> user) cost ~60-90 ms each on loopback here (Opus
+        # plus the jitter buffer); see benchmarks/livekit_vs_websocket.py for whole turns.
         return ProviderCapabilities(
             supports_stt_tts=True,
             supports_s2s=True,
             supports_multi_user=True,
             supported_codecs=["opus", "pcm16"],
-            min_latency=0.05,
+            min_latency=0.15,
         )
 
     def _client(self) -> api.LiveKitAPI:

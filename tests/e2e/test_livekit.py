@@ -115,9 +115,9 @@ def assert_heard_and_answered(report: dict[str, Any], context: Any = None) -> No
     user, agent = report["identity"], report["agent_identity"]
     # WebRTC audio is real-time and lossy: on a loaded machine a word's start can be lost on
     # the way, so one of the two words heard is enough; the agent must answer what was heard.
-    heard = captions.get(user, "").lower()
+    heard = captions.get(user, "").lower().strip()
     assert {"hello", "world"} & set(heard.split()), context or report["captions"]
-    assert captions.get(agent, "").lower() == f"you said: {heard}", report["captions"]
+    assert captions.get(agent, "").lower().strip() == f"you said: {heard}", report["captions"]
     assert report["reply_audio_s"] >= 0.5 and report["reply_rms"] > 300, report
     assert report["voice_to_voice_ms"], "the agent's reply was heard in the room"
 
