@@ -19,11 +19,12 @@ from typing import Any
 import ray
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors import vapi_bridge
 from actors.errors import as_backend_error
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
@@ -111,6 +112,15 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "connection",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise BackendError(
+            "request", ErrorCode.INVALID_FORMAT, "the request body is not valid JSON"
+        ) from None
 
 
 def _media_base_url(request: Request | WebSocket) -> str:
@@ -236,6 +246,33 @@ class VoiceIngress:
     async def http_livekit_webhook(self, request: Request) -> dict[str, Any]:
         body = (await request.body()).decode("utf-8", errors="replace")
         return await apply_webhook(self.sup, body, request.headers.get("authorization", ""))
+
+    # -- Vapi (provider "vapi"): its server-URL webhook and its custom LLM -----------------
+    @api.post("/v1/vapi/webhook", tags=["vapi"])
+    async def http_vapi_webhook(self, request: Request) -> dict[str, Any]:
+        return await vapi_bridge.handle_webhook(
+            self.sup, dict(request.headers), await _json(request)
+        )
+
+    @api.post("/v1/vapi/{session_id}/chat/completions", tags=["vapi"])
+    async def http_vapi_chat(self, session_id: str, request: Request) -> StreamingResponse:
+        body = await _json(request)
+        stream = await vapi_bridge.chat_completion(
+            self.sup, session_id, dict(request.headers), body
+        )
+        return StreamingResponse(stream, media_type="text/event-stream")
+
+    @api.get("/v1/vapi/calls/{session_id}", tags=["vapi"])
+    async def http_vapi_call(self, session_id: str) -> dict[str, Any]:
+        """The call behind a session, and Vapi's end-of-call report once it has come."""
+        provider = vapi_bridge._provider(self.sup)
+        call = provider.calls.get(session_id)
+        report = provider.reports.get(session_id)
+        if call is None and report is None:
+            raise BackendError(
+                "vapi.call", ErrorCode.SESSION_NOT_FOUND, f"no call for {session_id!r}"
+            )
+        return {"session_id": session_id, "call": call, "end_of_call_report": report}
 
     # -- Python handle API (backend.new_backend) -------------------------------------------
     async def api_create_session(

@@ -9,7 +9,9 @@ actor hop (2.4 ms, DESIGN.md).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +221,34 @@ class SessionActor:
 
     def update_metadata(self, values: dict[str, Any]) -> dict[str, Any]:
         return self._rt().update_metadata(values)
+
+    # -- hosted speech (Vapi): the call's service sends text turns, we answer them -----------
+    async def agent_turn(self, text: str) -> AsyncIterator[str]:
+        """One agent turn from a transcript, streamed; kept in the history and the events."""
+        rt = self._rt()
+        rt.start()
+        rt.outbox.put_event({"type": "transcript", "text": text, "final": True, "source": "vapi"})
+        rt.ctx.history.append({"role": "user", "content": text})
+        parts: list[str] = []
+        async for piece in rt.pipeline.agent.stream(text, rt.ctx):
+            parts.append(piece)
+            yield piece
+        reply = "".join(parts).strip()
+        rt.ctx.history.append({"role": "assistant", "content": reply})
+        rt.outbox.put_event({"type": "agent_reply", "text": reply, "source": "vapi"})
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        self._rt().outbox.put_event(event)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Run one of the agent's tools (`agent.tools`: name → sync or async callable)."""
+        agent = self._rt().pipeline.agent
+        owner = getattr(agent, "_obj", agent)  # an agent instance given by user code
+        tool = (getattr(owner, "tools", None) or {}).get(name)
+        if tool is None:
+            raise BackendError("tool", ErrorCode.INVALID_CONFIG, f"no tool named {name!r}")
+        result = tool(**arguments)
+        return await result if inspect.isawaitable(result) else result
 
     async def close(self, reason: str = "closed") -> None:
         if self.runtime is not None:

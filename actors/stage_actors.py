@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.errors import as_backend_error
 from providers.base import (
     S2S,
     STT,
@@ -45,7 +47,8 @@ class SttStageActor:
         self.stt: STT = STT_PROVIDERS.create(provider, **options)
         self._streams: dict[int, SttStream] = {}
 
-    def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+    async def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
+        await self.stt.connect()  # a hosted provider's session connection, before the first turn
         return self.stt.capabilities, placement()
 
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
@@ -71,12 +74,19 @@ class TtsStageActor:
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self.tts: TTS = TTS_PROVIDERS.create(provider, **options)
 
-    def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+    async def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
+        await self.tts.connect()
         return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         async for chunk in self.tts.synthesize(text):
             yield chunk
+
+    async def begin_turn(self, turn_id: int) -> None:
+        await self.tts.begin_turn(turn_id)
+
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        await self.tts.end_turn(turn_id, interrupted)
 
     def ping(self) -> str:
         return "ok"
@@ -129,7 +139,10 @@ class _RemoteSttStream(SttStream):
         await self._actor.push.remote(self._id, pcm16)
 
     async def finish(self) -> str:
-        return await self._actor.finish.remote(self._id)
+        try:
+            return await self._actor.finish.remote(self._id)
+        except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
+            raise as_backend_error("stt.finish", exc) from None
 
 
 class RemoteSTT(STT):
@@ -149,6 +162,12 @@ class RemoteTTS(TTS):
         self.capabilities = capabilities
         self.name = name
 
+    async def begin_turn(self, turn_id: int) -> None:
+        await self.actor.begin_turn.remote(turn_id)
+
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        await self.actor.end_turn.remote(turn_id, interrupted)
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         chunks = self.actor.synthesize.remote(text)
         finished = False
@@ -156,6 +175,9 @@ class RemoteTTS(TTS):
             async for ref in chunks:
                 yield await ref
             finished = True
+        except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
+            finished = True
+            raise as_backend_error("tts.synthesize", exc) from None
         finally:
             if not finished:  # a barge-in closed us: stop the generation on the stage too
                 ray.cancel(chunks)

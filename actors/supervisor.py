@@ -73,6 +73,8 @@ class Supervisor:
                 field="provider",
             )
         provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
+        if config.pipeline_type is PipelineType.STT_TTS:
+            provider.check_stage_providers(config.stt_provider, config.tts_provider)
         await self.registry.configure.remote(config.model_dump(mode="json"))
         self.provider, self._config = provider, config
         return config
@@ -87,6 +89,7 @@ class Supervisor:
         if sc.pipeline_type is PipelineType.S2S:
             S2S_PROVIDERS.resolve(config.s2s_provider or DEFAULT_S2S_PROVIDER)
         else:
+            self.provider.check_stage_providers(config.stt_provider, config.tts_provider)
             STT_PROVIDERS.resolve(config.stt_provider or "")
             TTS_PROVIDERS.resolve(config.tts_provider or "")
             VAD_PROVIDERS.resolve(config.vad_provider)

@@ -31,11 +31,13 @@ from backend.rtc import (
     RTC_RATE_HZ,
     frame_to_mono,
     host_candidates,
+    low_latency_audio,
     mono_frame,
     peer_connection,
 )
 
-LOUD_RMS = 300.0  # a received 20 ms frame above this is reply speech, not comfort noise
+LOUD_RMS = 300.0
+HANGUP_WAIT_S = 2.0  # a received 20 ms frame above this is reply speech, not comfort noise
 
 
 class MicTrack(MediaStreamTrack):
@@ -92,6 +94,7 @@ class WebRtcCall:
         self.events: list[dict[str, Any]] = []
         self.audio = bytearray()  # everything received, 48 kHz mono PCM16
         self.loud_at: list[float] = []  # arrival times of frames with reply speech in them
+        self.event_at: list[float] = []  # arrival time of each of `events`
         self.packets_received = 0
         self._event_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,10 +107,12 @@ class WebRtcCall:
         if isinstance(message, str):
             event = json.loads(message)
             self.events.append(event)
+            self.event_at.append(time.monotonic())
             self._event_queue.put_nowait(event)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            low_latency_audio(self.pc, track)
             self._tasks.append(asyncio.create_task(self._speaker(track)))
 
     async def _speaker(self, track: MediaStreamTrack) -> None:
@@ -210,7 +215,11 @@ class WebRtcCall:
         if hangup and self.channel.readyState == "open":
             with contextlib.suppress(Exception):
                 self.channel.send(json.dumps({"type": "hangup"}))
-                await asyncio.sleep(0.1)  # let the message leave before the transport closes
+                # The session closes the connection once it has the message; closing first
+                # could lose it (it would still end the session, as a dropped connection).
+                async with asyncio.timeout(HANGUP_WAIT_S):
+                    while self.pc.connectionState not in ("closed", "failed"):
+                        await asyncio.sleep(0.05)
         for t in self._tasks:
             t.cancel()
         await self.pc.close()

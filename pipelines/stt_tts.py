@@ -289,6 +289,8 @@ class SttTtsPipeline(TurnLoop):
         timeout_s = self.settings.retry.timeout_s
         sentences = SentenceAggregator()
         parts: list[str] = []
+        await self.tts.begin_turn(turn.turn_id)  # the sentences below are one reply
+        spoken = False
         try:
             async with asyncio.timeout(timeout_s):
                 async with contextlib.aclosing(self.agent.stream(turn.text, self.ctx)) as text:
@@ -304,6 +306,7 @@ class SttTtsPipeline(TurnLoop):
                 )
                 for sentence in sentences.flush():
                     await self._speak(sentence, turn, playout)
+                spoken = True
         except TimeoutError:
             raise BackendError(
                 "agent.reply", ErrorCode.TIMEOUT, f"agent did not answer within {timeout_s:g} s"
@@ -314,6 +317,9 @@ class SttTtsPipeline(TurnLoop):
             raise BackendError(
                 "agent.reply", ErrorCode.AGENT_ERROR, f"agent failed: {exc}"
             ) from exc
+        finally:
+            with contextlib.suppress(Exception):  # a barge-in or failure cancels what is left
+                await self.tts.end_turn(turn.turn_id, interrupted=not spoken)
         await playout.finish()  # the turn lasts until the user has heard the reply
         return reply
 
@@ -324,13 +330,25 @@ class SttTtsPipeline(TurnLoop):
         self._on_state(PipelineState.SPEAKING)
         self.outbox.put_event({"type": "agent_text", "turn_id": turn.turn_id, "text": sentence})
         playout.begin_segment(sentence)
-        # aclosing: a barge-in cancels us mid-stream; the stage's generation must stop too.
-        async with contextlib.aclosing(self.tts.synthesize(sentence)) as chunks:
-            async for pcm in chunks:
-                turn.tts_first_byte = turn.tts_first_byte or time.monotonic()
-                await playout.play(resampler.process(np.frombuffer(pcm, dtype="<i2")).tobytes())
-                if playout.sent_s and not turn.first_audio:
-                    turn.first_audio = time.monotonic()
+        policy, attempt = self.settings.retry, 0
+        while True:  # a retryable failure before any audio (a dropped connection) is retried
+            started = False
+            try:
+                # aclosing: a barge-in cancels us mid-stream; the stage's generation must stop.
+                async with contextlib.aclosing(self.tts.synthesize(sentence)) as chunks:
+                    async for pcm in chunks:
+                        started = True
+                        turn.tts_first_byte = turn.tts_first_byte or time.monotonic()
+                        samples = np.frombuffer(pcm, dtype="<i2")
+                        await playout.play(resampler.process(samples).tobytes())
+                        if playout.sent_s and not turn.first_audio:
+                            turn.first_audio = time.monotonic()
+                break
+            except BackendError as exc:
+                if started or not exc.retryable or attempt >= policy.max_retries:
+                    raise
+            await asyncio.sleep(policy.delay_for(attempt))
+            attempt += 1
         await playout.play(resampler.flush().tobytes())
 
     def truncate_last_reply(self, heard_s: float) -> None:

@@ -73,6 +73,10 @@ class BackendProvider(ABC):
     async def close_session(self, session_id: str) -> None:
         return None
 
+    def check_stage_providers(self, stt_provider: str | None, tts_provider: str | None) -> None:
+        """Refuse stage providers this backend cannot run (`invalid_config` naming the field)."""
+        return None
+
     def stage_options(self) -> dict[str, dict[str, Any]]:
         """Constructor options for stage providers, keyed by stage provider name."""
         return {}

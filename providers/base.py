@@ -39,6 +39,11 @@ class STT(ABC):
     @abstractmethod
     def stream(self) -> SttStream: ...
 
+    async def connect(self) -> None:
+        """Open what a hosted provider keeps for the whole session (its websocket) before the
+        first turn; called once when the stage starts. Embedded providers have nothing to do."""
+        return None
+
     async def recognize(self, pcm16: bytes) -> str:
         """Whole-utterance recognition, built from the streaming contract."""
         s = self.stream()
@@ -61,7 +66,20 @@ class TTS(ABC):
 
     @abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        """Yield PCM16 chunks at `capabilities.sample_rate_hz` as soon as they exist."""
+        """Yield PCM16 chunks at `capabilities.sample_rate_hz` as soon as they exist.
+        Closing the generator early (a barge-in) must stop the generation."""
+
+    async def connect(self) -> None:
+        """As `STT.connect`: open the session's long-lived connection before the first turn."""
+        return None
+
+    # Optional: `synthesize` calls between these two are the sentences of one reply. A provider
+    # with contexts (Cartesia) speaks them in one context, so prosody carries across sentences.
+    async def begin_turn(self, turn_id: int) -> None:
+        return None
+
+    async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -59,12 +59,23 @@ BACKENDS = Registry(
     {
         "local": "providers.local.backend:LocalBackendProvider",
         "livekit": "providers.livekit.backend:LiveKitBackendProvider",
+        "cartesia": "providers.cartesia.backend:CartesiaBackendProvider",
+        "vapi": "providers.vapi.backend:VapiBackendProvider",
     },
 )
 # Transports a session actor runs itself (BackendProvider.agent_transport names one).
 TRANSPORTS = Registry("transport", {"livekit": "providers.livekit.transport:LiveKitTransport"})
-STT_PROVIDERS = Registry("stt", {"pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT"})
-TTS_PROVIDERS = Registry("tts", {"espeak": "providers.espeak.tts:EspeakTTS"})
+STT_PROVIDERS = Registry(
+    "stt",
+    {
+        "pocketsphinx": "providers.pocketsphinx.stt:PocketsphinxSTT",
+        "cartesia": "providers.cartesia.stt:CartesiaSTT",
+    },
+)
+TTS_PROVIDERS = Registry(
+    "tts",
+    {"espeak": "providers.espeak.tts:EspeakTTS", "cartesia": "providers.cartesia.tts:CartesiaTTS"},
+)
 # The local s2s model composes the pipeline's own turn loop, so it lives in `pipelines/`.
 S2S_PROVIDERS = Registry("s2s", {"local": "pipelines.s2s_local:LocalS2S"})
 VAD_PROVIDERS = Registry(

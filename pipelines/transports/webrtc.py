@@ -33,6 +33,7 @@ from backend.rtc import (
     RTC_RATE_HZ,
     frame_to_mono,
     host_candidates,
+    low_latency_audio,
     mono_frame,
     peer_connection,
 )
@@ -178,6 +179,7 @@ class WebRtcTransport(MediaTransport):
     # -- media and events ------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            low_latency_audio(self.pc, track)
             self._tasks.append(asyncio.create_task(self._inbound(track), name="webrtc-in"))
 
     async def _inbound(self, track: MediaStreamTrack) -> None:

@@ -60,11 +60,18 @@ async def test_unparseable_bodies_are_422(http: httpx.AsyncClient) -> None:
     assert_error(await http.post("/v1/sessions", json=[1, 2]), 422, "invalid_config")
 
 
-async def test_unknown_agent_and_webrtc_are_clear_errors(http: httpx.AsyncClient) -> None:
+async def test_unknown_agent_is_a_clear_error_and_webrtc_is_accepted(
+    http: httpx.AsyncClient,
+) -> None:
     resp = await http.post("/v1/sessions", json={"user_id": "u", "agent": {"type": "oracle"}})
     assert_error(resp, 422, "provider_not_found")
     assert "echo" in resp.json()["error"]["message"]
     resp = await http.post("/v1/sessions", json={"user_id": "u", "transport": "webrtc"})
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["media"]["url"].endswith(f"/v1/sessions/{body['session_id']}/webrtc/offer")
+    assert (await http.delete(f"/v1/sessions/{body['session_id']}")).status_code == 204
+    resp = await http.post("/v1/sessions", json={"user_id": "u", "transport": "carrier-pigeon"})
     assert_error(resp, 422, "invalid_config", "transport")
 
 

@@ -136,3 +136,53 @@ async def test_ice_servers_config_is_validated_and_reaches_the_client(
         config = (await httpx.AsyncClient().get(f"{base_url}/v1/config")).json()
         assert config["provider_config"]["ice_servers"][0]["credential"] == "***"
         await client.close_session(session["session_id"])
+
+
+LONG_PREFIX = (
+    "Here is a long answer that takes several seconds to say out loud. It keeps going for a "
+    "while so that you can interrupt it. And it goes on even longer than that. You said: "
+)
+
+
+async def test_talking_over_the_agent_cuts_the_webrtc_reply(
+    rtc_backend: Any, base_url: str, hello_16k: bytes
+) -> None:
+    from tests.conftest import speak
+
+    stop = await speak("stop please")
+    async with HttpClient(base_url) as client:
+        session = await client.create_session(
+            user_id="rtc-barge",
+            transport="webrtc",
+            agent={"type": "echo", "prefix": LONG_PREFIX},
+        )
+        call = WebRtcCall(session, host_addresses=LOOPBACK)
+        await call.connect()
+        await call.wait_connected()
+        try:
+            call.play(hello_16k + bytes(16000 * 2), 16000)
+            await wait_for(lambda: _speaking(call), timeout_s=60)
+            await asyncio.sleep(1.0)  # the agent is well into its long reply
+            call.play(stop + bytes(16000 * 3), 16000)
+            second = await wait_for(lambda: _transcript_of_turn(call, 2), timeout_s=60)
+        finally:
+            await call.aclose()
+    kinds = [e["type"] for e in call.events]
+    assert "interrupted" in kinds, kinds
+    t_int = call.event_at[kinds.index("interrupted")]
+    assert second - t_int >= 1.0, "the user spoke for a while after cutting in"
+    # Until the user's new turn is transcribed, the long reply would still be playing; after the
+    # cut only what was already in flight (pipeline lead + track + jitter buffer) may arrive.
+    late = [t for t in call.loud_at if t_int + 0.5 < t < second]
+    assert len(late) * 0.02 < 0.2, f"{len(late) * 20} ms of reply audio after the interruption"
+
+
+async def _speaking(call: WebRtcCall) -> bool:
+    return len(call.loud_at) > 10
+
+
+async def _transcript_of_turn(call: WebRtcCall, turn_id: int) -> float | None:
+    for event, at in zip(call.events, call.event_at, strict=True):
+        if event["type"] == "transcript" and event.get("turn_id") == turn_id:
+            return at
+    return None

@@ -39,7 +39,7 @@ class Listener:
                     self.events.append(payload)
             self._changed.set()
 
-    async def until(self, pred: Any, timeout_s: float = 30) -> dict[str, Any]:
+    async def until(self, pred: Any, timeout_s: float = 90) -> dict[str, Any]:
         seen = 0
         async with asyncio.timeout(timeout_s):
             while True:

@@ -1,0 +1,223 @@
+"""A loopback Vapi API for tests: `POST /call`, call control, and Vapi's side of a conversation.
+
+Written from Vapi's API reference. `POST /call` (Bearer key) takes `assistant` or `assistantId` +
+`assistantOverrides`, `transport`, `phoneNumberId` + `customer`, and answers 201 with a Call
+(`id`, `orgId`, `createdAt`, `updatedAt`, `status: "queued"`, `monitor: {listenUrl,
+controlUrl}`, and `transport.websocketCallUrl` for `vapi.websocket`). `POST {controlUrl}` with
+`{"type": "end-call"}` ends it.
+
+Speech is Vapi's, so the fake plays Vapi's part of the call as Vapi does: server messages are
+POSTed to the assistant's `server.url` with its `server.headers` as `{"message": {"type",
+"call", ...}}`, and each user turn calls the assistant's custom LLM at
+`{model.url}/chat/completions` (OpenAI Chat Completions, `"stream": true`, with the model's
+headers), reading the SSE reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+VALID_KEY = "vapi-test-key"
+
+
+class FakeVapi:
+    def __init__(self) -> None:
+        self.app = web.Application()
+        self.app.router.add_post("/call", self._create_call)
+        self.app.router.add_post("/call/{id}/control", self._control)
+        self.base_url = ""
+        self.calls: dict[str, dict[str, Any]] = {}  # id → the call, with the request body
+        self.requests: list[dict[str, Any]] = []
+        self.webhook_answers: list[tuple[int, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {VALID_KEY}":
+            return web.json_response(
+                {
+                    "message": "Invalid Key. Hot tip, you may be using the private key instead of "
+                    "the public key, or vice versa.",
+                    "error": "Unauthorized",
+                    "statusCode": 401,
+                },
+                status=401,
+            )
+        body = await request.json()
+        self.requests.append(body)
+        if not (body.get("assistant") or body.get("assistantId")):
+            return web.json_response(
+                {
+                    "message": ["assistant or assistantId is required"],
+                    "error": "Bad Request",
+                    "statusCode": 400,
+                },
+                status=400,
+            )
+        call_id = str(uuid.uuid4())
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        base = self.base_url
+        call: dict[str, Any] = {
+            "id": call_id,
+            "orgId": "org-test",
+            "createdAt": now,
+            "updatedAt": now,
+            "status": "queued",
+            "type": "outboundPhoneCall" if body.get("phoneNumberId") else "webCall",
+            "monitor": {
+                "listenUrl": f"{base.replace('http', 'ws')}/call/{call_id}/listen",
+                "controlUrl": f"{base}/call/{call_id}/control",
+            },
+        }
+        for key in ("assistant", "assistantId", "assistantOverrides", "phoneNumberId", "customer"):
+            if key in body:
+                call[key] = body[key]
+        if (body.get("transport") or {}).get("provider") == "vapi.websocket":
+            call["transport"] = {
+                **body["transport"],
+                "websocketCallUrl": f"{base.replace('http', 'ws')}/call/{call_id}/transport",
+            }
+        self.calls[call_id] = call
+        return web.json_response(call, status=201)
+
+    async def _control(self, request: web.Request) -> web.Response:
+        call = self.calls.get(request.match_info["id"])
+        if call is None:
+            return web.json_response({"message": "call not found"}, status=404)
+        body = await request.json()
+        if body.get("type") == "end-call":
+            call["status"] = "ended"  # reports go out in the background, as Vapi's do
+            task = asyncio.create_task(self._report_ended(call["id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.json_response({"ok": True})
+
+    # -- Vapi's side of the call -----------------------------------------------------------
+    def _assistant(self, call: dict[str, Any]) -> dict[str, Any]:
+        return {**(call.get("assistant") or {}), **(call.get("assistantOverrides") or {})}
+
+    async def post_message(
+        self, call_id: str, message: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """POST a server message to the assistant's server URL, as Vapi does."""
+        call = self.calls[call_id]
+        server = self._assistant(call)["server"]
+        sent_headers = headers if headers is not None else server.get("headers") or {}
+        body = {"message": {**message, "call": call, "timestamp": 0}}
+        async with httpx.AsyncClient(timeout=30) as http:
+            resp = await http.post(server["url"], json=body, headers=sent_headers)
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = resp.text
+        self.webhook_answers.append((resp.status_code, answer))
+        return resp.status_code, answer
+
+    async def status(self, call_id: str, status: str) -> tuple[int, Any]:
+        self.calls[call_id]["status"] = status
+        return await self.post_message(call_id, {"type": "status-update", "status": status})
+
+    async def user_says(self, call_id: str, text: str) -> str:
+        """A user turn: Vapi's transcript message, then its custom-LLM request; the reply."""
+        call = self.calls[call_id]
+        await self.post_message(
+            call_id,
+            {"type": "transcript", "role": "user", "transcriptType": "final", "transcript": text},
+        )
+        model = self._assistant(call)["model"]
+        body = {
+            "model": model["model"],
+            "messages": [
+                {"role": "system", "content": "This is a blank template."},
+                {"role": "user", "content": text},
+            ],
+            "stream": True,
+            "temperature": 0.7,
+            "call": call,
+            "metadata": {},
+        }
+        pieces: list[str] = []
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream(
+                "POST", f"{model['url']}/chat/completions", json=body, headers=model.get("headers")
+            ) as resp,
+        ):
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line.removeprefix("data: "))
+                assert chunk["object"] == "chat.completion.chunk"
+                pieces.append(chunk["choices"][0]["delta"].get("content") or "")
+        reply = "".join(pieces)
+        await self.post_message(
+            call_id,
+            {
+                "type": "transcript",
+                "role": "assistant",
+                "transcriptType": "final",
+                "transcript": reply,
+            },
+        )
+        return reply
+
+    async def tool_call(self, call_id: str, name: str, arguments: dict[str, Any]) -> Any:
+        tool_call = {
+            "id": f"call_{uuid.uuid4().hex[:8]}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        _, answer = await self.post_message(
+            call_id, {"type": "tool-calls", "toolCallList": [tool_call]}
+        )
+        return tool_call["id"], answer
+
+    async def _report_ended(self, call_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            await self.post_message(call_id, {"type": "status-update", "status": "ended"})
+            await self._report(call_id, "assistant-ended-call")
+
+    async def end_call(self, call_id: str, reason: str = "customer-ended-call") -> tuple[int, Any]:
+        call = self.calls[call_id]
+        if call["status"] == "ended":
+            return 200, None
+        await self.status(call_id, "ended")
+        return await self._report(call_id, reason)
+
+    async def _report(self, call_id: str, reason: str) -> tuple[int, Any]:
+        return await self.post_message(
+            call_id,
+            {
+                "type": "end-of-call-report",
+                "endedReason": reason,
+                "summary": "The user greeted the assistant.",
+                "artifact": {
+                    "transcript": "User: hello\nAI: You said: hello",
+                    "recordingUrl": "https://example.invalid/recording.wav",
+                },
+            },
+        )
+
+
+@asynccontextmanager
+async def running_fake_vapi() -> AsyncIterator[FakeVapi]:
+    fake = FakeVapi()
+    runner = web.AppRunner(fake.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
