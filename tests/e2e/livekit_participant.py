@@ -21,6 +21,7 @@ import numpy as np
 from livekit import rtc
 
 FRAME_MS = 20
+LEAD_S = 1.0  # how far ahead of real time audio is queued in the SDK's source
 VOICE_RMS = 300.0  # above espeak's silence, below its speech
 QUIET_AFTER_REPLY_S = 1.0
 
@@ -101,7 +102,9 @@ class Participant:
 
     # -- speaking ----------------------------------------------------------------------------
     async def talk(self, pcm: bytes, turns: int) -> None:
-        source = rtc.AudioSource(self.rate, 1, queue_size_ms=200)
+        # The SDK's native thread paces the audio out of this queue: a stall of this (Python)
+        # process on a busy machine must not tear holes into the speech.
+        source = rtc.AudioSource(self.rate, 1, queue_size_ms=int(LEAD_S * 1000) + 500)
         track = rtc.LocalAudioTrack.create_audio_track("mic", source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await self.room.local_participant.publish_track(track, options)
@@ -118,7 +121,7 @@ class Participant:
                 )
                 self.report["simulated_reconnects"] = turn
             await self._send(source, clock, pcm)
-            self.speech_end_at = time.monotonic()
+            self.speech_end_at = time.monotonic() + source.queued_duration
             self.awaiting_voice = True
             replies = sum(1 for e in self.report["events"] if e.get("type") == "agent_reply")
             deadline = time.monotonic() + self.args.timeout
@@ -184,7 +187,7 @@ def segments(frames: list[tuple[float, float]], gap_s: float = 0.6) -> list[floa
 
 
 class _Clock:
-    """Real-time pacing: audio is sent as fast as it would be spoken, never faster."""
+    """Real-time pacing with a lead: audio is queued at most `LEAD_S` ahead of being spoken."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
@@ -192,7 +195,7 @@ class _Clock:
 
     async def tick(self, seconds: float) -> None:
         self.sent_s += seconds
-        ahead = self.t0 + self.sent_s - time.monotonic()
+        ahead = self.t0 + self.sent_s - time.monotonic() - LEAD_S
         if ahead > 0:
             await asyncio.sleep(ahead)
 
