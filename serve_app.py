@@ -31,6 +31,7 @@ from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
+from actors.webhooks import apply_webhook
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
@@ -112,6 +113,7 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "stages",
         "worker",
         "metadata",
+        "connection",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
 
@@ -254,6 +256,12 @@ class VoiceIngress:
             await proxy(ws, actor, upstream)
         else:
             await relay(ws, actor, codec)
+
+    # -- LiveKit webhooks (provider livekit; signature checked with the API secret) ---------
+    @api.post("/v1/livekit/webhook", tags=["livekit"])
+    async def http_livekit_webhook(self, request: Request) -> dict[str, Any]:
+        body = (await request.body()).decode("utf-8", errors="replace")
+        return await apply_webhook(self.sup, body, request.headers.get("authorization", ""))
 
     # -- Vapi (provider "vapi"): its server-URL webhook and its custom LLM -----------------
     @api.post("/v1/vapi/webhook", tags=["vapi"])

@@ -203,6 +203,14 @@ class SessionRegistry:
         self._reap(session_id, reason)
         return known
 
+    def annotate(self, session_id: str, updates: dict[str, Any]) -> bool:
+        """Record what is learnt about a live session from outside (e.g. a provider webhook)."""
+        rec = self.records.get(session_id)
+        if rec is None or rec.get("status") == "closing":
+            return False
+        rec.update(updates)
+        return True
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
         return self.records.get(session_id)

@@ -38,9 +38,9 @@ from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
-from providers.backend import BackendProvider
+from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
-from providers.registry import TURN_DETECTORS, VAD_PROVIDERS
+from providers.registry import TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class SessionSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     transport: str = "websocket"
     transport_options: dict[str, Any] = field(default_factory=dict)  # e.g. WebRtcOptions
+    agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
 
 
 def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
@@ -138,7 +139,8 @@ class SessionActor:
         self._vad: VAD | None = None
         self._s2s: Any = None  # an s2s session's model stage (RemoteS2S), per session
         self.spec: SessionSpec | None = None
-        self.media: MediaTransport | None = None  # a transport terminated here (webrtc)
+        # A transport terminated here: webrtc, or the one the backend provider names (LiveKit).
+        self.media: MediaTransport | Any = None
 
     # -- pool lifecycle --------------------------------------------------------------------
     async def warm(self) -> dict[str, Any]:
@@ -208,9 +210,17 @@ class SessionActor:
                         "tts.provider": config.tts_provider or "",
                     },
                 )
+            if spec.agent_transport is not None:  # the provider's media (a LiveKit room)
+                t = spec.agent_transport
+                self.media = TRANSPORTS.create(t.name, **t.options, on_closed=self._peer_gone)
+                await self.media.start(self.runtime)
         except BaseException:
             self.session_id = None
             await self._drop_s2s()
+            if self.media is not None:
+                with contextlib.suppress(Exception):
+                    await self.media.aclose()
+                self.media = None
             raise
         self.sessions_served += 1
         return {**where, "sessions_served": self.sessions_served}
@@ -314,9 +324,9 @@ class SessionActor:
             raise
 
     async def _peer_gone(self, reason: str) -> None:
-        """The WebRTC peer left: end the session, free its slot, and exit this actor (which
-        also ends its stage actors). The registry hands the record to the supervisor, which
-        releases the provider's side, as for a reaped session."""
+        """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
+        slot, and exit this actor (which also ends its stage actors). The registry hands the
+        record to the supervisor, which releases the provider's side, as for a reaped session."""
         from actors.registry import REGISTRY_NAME  # the registry module imports this one
 
         session_id = self.session_id

@@ -142,6 +142,15 @@ class Supervisor:
                 media_info, transport_options = webrtc_media(
                     media_info, session_id, media_base_url, self.provider.webrtc_options()
                 )
+            agent_transport = self.provider.agent_transport(session_id, sc.user_id)
+            if agent_transport is not None and sc.transport == "webrtc":
+                raise BackendError(
+                    "create_session",
+                    ErrorCode.INVALID_CONFIG,
+                    f"transport: provider {self.provider_name!r} carries the media itself "
+                    f"({agent_transport.name}); leave transport at its default",
+                    field="transport",
+                )
             spec = SessionSpec(
                 session_id=session_id,
                 user_id=sc.user_id,
@@ -157,10 +166,13 @@ class Supervisor:
                 metadata=sc.metadata,
                 transport=sc.transport,
                 transport_options=transport_options,
+                agent_transport=agent_transport,
             )
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await worker.start.remote(spec)
             updates = {"media": media_info, **placement}
+            if agent_transport is not None:  # the media goes through the provider (a room)
+                updates.update(transport=agent_transport.name, connection="connecting")
             updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
             if not await self.registry.commit.remote(session_id, updates):
                 raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "session vanished")

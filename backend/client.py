@@ -294,6 +294,8 @@ async def new_backend(
     BACKENDS.resolve(provider).parse_config(config.provider_config)  # fail fast on bad keys
     await asyncio.to_thread(serve_app.ensure_ray, address)
     handle = await asyncio.to_thread(serve_app.app_handle)
+    if handle is not None and not await _serves(handle, provider):
+        handle = None  # another provider runs there: redeploy the app with this one
     backend: VoiceBackend
     if handle is not None:
         backend = VoiceBackend(provider, config, handle, f"ws://{host}:{port}")
@@ -303,3 +305,21 @@ async def new_backend(
         backend = VoiceBackend(provider, config, handle, f"ws://{host}:{port}")
     await backend.health_check()
     return backend
+
+
+async def _serves(handle: Any, provider: str) -> bool:
+    """Whether the running app already serves `provider`; switching needs it to be idle, since
+    its live sessions belong to the other provider."""
+    running = Config(**_unwrap("new_backend", await handle.api_get_config.remote())).provider
+    if running == provider:
+        return True
+    live = _unwrap("new_backend", await handle.api_list_sessions.remote())
+    if live:
+        raise BackendError(
+            "new_backend",
+            ErrorCode.SESSION_ALREADY_ACTIVE,
+            f"provider: the running backend serves {running!r} with {len(live)} live session(s);"
+            f" close them before switching to {provider!r}",
+            field="provider",
+        )
+    return False

@@ -294,6 +294,7 @@ class SessionConfig(SessionRequest):
 class MediaInfo(BaseModel):
     url: str
     token: str
+    room: str | None = None  # the LiveKit room, for providers whose media goes through one
 
 
 class SessionInfo(BaseModel):

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -20,6 +21,26 @@ class ProviderConfig(BaseModel):
     """Base of every provider's `provider_config` model: unknown keys are errors, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """A media transport the session actor runs itself, e.g. joining a LiveKit room as the agent:
+    `name` is a key of `providers.registry.TRANSPORTS`, `options` its constructor's options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookUpdate:
+    """A verified provider webhook, reduced to what it means for sessions."""
+
+    # user_dropped: lost by the network, may come back; user_left: gone on purpose
+    kind: Literal["user_joined", "user_left", "user_dropped", "room_finished", "ignored"]
+    event: str
+    session_id: str | None = None  # None: every session in `room`
+    room: str | None = None
 
 
 class BackendProvider(ABC):
@@ -39,7 +60,7 @@ class BackendProvider(ABC):
             raise BackendError(
                 f"{cls.name}.config",
                 ErrorCode.INVALID_CONFIG,
-                f"provider_config.{key}: {err.get('msg')}",
+                f"provider_config.{key}: {str(err.get('msg')).removeprefix('Value error, ')}",
                 field=f"provider_config.{key}",
             ) from None
 
@@ -75,6 +96,20 @@ class BackendProvider(ABC):
         """For sessions whose transport is webrtc: `ice_servers` (STUN/TURN, as in the browser's
         RTCIceServer) and `host_addresses` (local addresses to offer; None: all but loopback)."""
         return {}
+
+    def agent_transport(self, session_id: str, user_id: str) -> TransportSpec | None:
+        """A transport for the session actor to run (after `open_session`); None when the
+        client connects to this backend itself (websocket)."""
+        return None
+
+    def receive_webhook(self, body: str, authorization: str) -> WebhookUpdate:
+        """Verify and decode a webhook from the provider's service."""
+        raise BackendError(
+            f"{self.name}.webhook",
+            ErrorCode.INVALID_CONFIG,
+            f"provider: {self.name!r} takes no webhooks",
+            field="provider",
+        )
 
     async def check_health(self) -> dict[str, Any]:
         """Reachability of the provider's remote side, for `health_check` details."""

@@ -58,12 +58,15 @@ BACKENDS = Registry(
     "backend",
     {
         "local": "providers.local.backend:LocalBackendProvider",
+        "livekit": "providers.livekit.backend:LiveKitBackendProvider",
         "cartesia": "providers.cartesia.backend:CartesiaBackendProvider",
         "vapi": "providers.vapi.backend:VapiBackendProvider",
         "pipecat": "providers.pipecat.backend:PipecatBackendProvider",
         "vocode": "providers.vocode.backend:VocodeBackendProvider",
     },
 )
+# Transports a session actor runs itself (BackendProvider.agent_transport names one).
+TRANSPORTS = Registry("transport", {"livekit": "providers.livekit.transport:LiveKitTransport"})
 STT_PROVIDERS = Registry(
     "stt",
     {

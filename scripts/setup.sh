@@ -30,3 +30,18 @@ for peer in pipecat vocode; do
     cp "$pins" "$venv/pins.txt"
   fi
 done
+
+# LiveKit's server, for the livekit provider's tests: built once from the Go module proxy and
+# cached outside the repository (tests/e2e/livekit_server.py finds it at the same path).
+LIVEKIT_VERSION=v1.13.5
+LIVEKIT_DIR="${VOICE_CACHE_DIR:-$HOME/.cache/voice-backend}/livekit-$LIVEKIT_VERSION"
+if [ ! -x "$LIVEKIT_DIR/server" ]; then
+  GO="$(command -v go || echo /usr/local/go/bin/go)"
+  if [ ! -x "$GO" ]; then
+    echo "setup: Go (>= 1.26) is needed to build livekit-server $LIVEKIT_VERSION; not found" >&2
+    exit 1
+  fi
+  echo "setup: building livekit-server $LIVEKIT_VERSION (a few minutes, once)"
+  GOBIN="$LIVEKIT_DIR" GOFLAGS=-buildvcs=false "$GO" install \
+    "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION"
+fi

@@ -1,0 +1,1 @@
+"""The `livekit` backend provider: sessions whose media goes through a LiveKit room."""
