@@ -123,9 +123,9 @@ def assert_heard_and_answered(report: dict[str, Any], context: Any = None) -> No
 
 
 @pytest.mark.xfail(
-    reason="known defect since the warm-pool merge: now and then one of five concurrent rooms "
-    "hears the user (speech_started/ended) but gets no transcript within the participant's "
-    "timeout; not yet explained (see the closing note of issue 5)",
+    reason="known defect since the warm-pool merge: in the full suite one of five concurrent "
+    "rooms hears the user (speech_started/ended) but gets no transcript within the "
+    "participant's timeout (it passes run alone); not yet explained, see issue 5's note",
     strict=False,
 )
 async def test_five_calls_in_five_rooms(

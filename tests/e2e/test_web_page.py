@@ -62,7 +62,10 @@ async def talk_through_the_page(
         f"(t => t.toLowerCase().includes('hello') && t)({text_of('.caption.user')})", 60
     )
     agent = await browser.wait_for(
-        f"(t => t.includes('You said') && t)({text_of('.caption.agent')})", 30
+        # The fake microphone loops the file and may start mid-phrase: wait for the answer
+        # to the turn that heard "hello", not to whatever was heard first.
+        f"(t => t.includes('You said: hello') && t)({text_of('.caption.agent')})",
+        60,
     )
     bars = await browser.wait_for(f"{text_of('#waterfall .turn')}", 30)
     state = await browser.evaluate("document.getElementById('state').textContent")
