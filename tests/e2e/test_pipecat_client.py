@@ -13,6 +13,7 @@ from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
 from tests.conftest import BackendHolder, free_port, make_config
 from tests.e2e.providers_fixture import pipecat_bot_server, run_peer, serve_provider
+from tests.e2e.test_barge_in import LONG_PREFIX
 
 pytestmark = pytest.mark.ray
 
@@ -23,9 +24,11 @@ async def pipecat_base_url(backend_holder: BackendHolder) -> AsyncIterator[str]:
         yield url
 
 
-async def _call(base_url: str, speech: Path, *flags: str) -> dict:
+async def _call(base_url: str, speech: Path, *flags: str, **fields: object) -> dict:
     async with HttpClient(base_url) as client:
-        session = await client.create_session(user_id="pipecat-user", output_sample_rate_hz=16000)
+        session = await client.create_session(
+            user_id="pipecat-user", output_sample_rate_hz=16000, **fields
+        )
         assert session["provider"] == "pipecat"
         url = f"{session['media']['url']}?token={session['media']['token']}"
         try:
@@ -84,7 +87,10 @@ async def test_malformed_frame_gets_an_rtvi_error_and_the_call_goes_on(
 async def test_barge_in_sends_pipecat_interruption(
     pipecat_base_url: str, speech_file: Path
 ) -> None:
-    got = await _call(pipecat_base_url, speech_file, "--barge-in")
+    # A reply several seconds long, so that talking over it lands while it plays even when
+    # the machine is slow (a short reply may finish before the barge-in speech is heard).
+    agent = {"type": "echo", "prefix": LONG_PREFIX}
+    got = await _call(pipecat_base_url, speech_file, "--barge-in", agent=agent)
     assert got["interruptions"] >= 1, got["rtvi_types"]  # InterruptionFrame: client drops audio
     assert "bot-interrupted" in got["rtvi_types"]
 
