@@ -35,6 +35,8 @@ import numpy as np
 import soxr
 from aiohttp import WSMsgType, web
 
+from tests.fakes.loopback import serving
+
 VALID_KEY = "sk_car_test"
 CHUNK_S = 0.05
 SPEEDUP = 4.0  # audio is streamed this much faster than real time: a barge-in can catch it
@@ -291,12 +293,6 @@ class FakeCartesia:
 @asynccontextmanager
 async def running_fake_cartesia() -> AsyncIterator[FakeCartesia]:
     fake = FakeCartesia()
-    runner = web.AppRunner(fake.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(fake.app) as url:
+        fake.base_url = url
         yield fake
-    finally:
-        await runner.cleanup()

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serving
+
 VALID_KEY = "daily-test-key"
 DOMAIN = "voice-tests.daily.co"
 
@@ -94,12 +96,6 @@ def _error(status: int, kind: str, info: str) -> web.Response:
 @asynccontextmanager
 async def running_fake_daily() -> AsyncIterator[FakeDaily]:
     fake = FakeDaily()
-    runner = web.AppRunner(fake.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    try:
+    async with serving(fake.app) as url:
+        fake.base_url = f"{url}/v1"
         yield fake
-    finally:
-        await runner.cleanup()

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serving
 from tests.fakes.openai_audio import AudioFake
 from tests.fakes.openai_realtime import RealtimeFake
 
@@ -107,14 +108,9 @@ class FakeOpenAI:
 @asynccontextmanager
 async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    runner = web.AppRunner(fake.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        yield fake
-    finally:
-        await fake.realtime.drop()  # open websockets would hold the cleanup
-        await runner.cleanup()
+    async with serving(fake.app) as url:
+        fake.base_url = f"{url}/v1"
+        try:
+            yield fake
+        finally:
+            await fake.realtime.drop()  # open websockets would hold the cleanup

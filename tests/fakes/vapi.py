@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from tests.fakes.loopback import serving
+
 VALID_KEY = "vapi-test-key"
 
 
@@ -212,12 +214,6 @@ class FakeVapi:
 @asynccontextmanager
 async def running_fake_vapi() -> AsyncIterator[FakeVapi]:
     fake = FakeVapi()
-    runner = web.AppRunner(fake.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(fake.app) as url:
+        fake.base_url = url
         yield fake
-    finally:
-        await runner.cleanup()

@@ -17,6 +17,7 @@ from providers.base import AgentContext
 from providers.espeak.tts import EspeakTTS
 from providers.pocketsphinx.stt import PocketsphinxSTT
 from providers.vad.silero import SileroVAD
+from tests.fakes.loopback import serving
 from tests.fakes.openai_api import VALID_KEY, FakeOpenAI, running_fake_openai
 from tests.pipelines.listener import Listener, frames
 
@@ -118,12 +119,8 @@ async def webhook() -> AsyncIterator[str]:
     app.router.add_post("/plain", plain)
     app.router.add_post("/stream", streamed)
     app.router.add_post("/broken", broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_webhook_agent_plain_and_streamed(webhook: str) -> None:
