@@ -1,7 +1,9 @@
-"""WAV in and out for the CLI and tests: 16-bit PCM only, mixed down to mono."""
+"""WAV in and out (files for the CLI and tests, in-memory for providers): 16-bit PCM only,
+mixed down to mono."""
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
@@ -29,9 +31,16 @@ def read_wav(path: Path | str) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-def write_wav(path: Path | str, pcm16: bytes, sample_rate_hz: int) -> None:
-    with wave.open(str(path), "wb") as w:
+def write_wav(path: Path | str | io.BytesIO, pcm16: bytes, sample_rate_hz: int) -> None:
+    with wave.open(path if isinstance(path, io.BytesIO) else str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate_hz)
         w.writeframes(pcm16)
+
+
+def wav_bytes(pcm16: bytes, sample_rate_hz: int) -> bytes:
+    """Mono PCM16 as a complete WAV file in memory."""
+    buf = io.BytesIO()
+    write_wav(buf, pcm16, sample_rate_hz)
+    return buf.getvalue()

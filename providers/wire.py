@@ -118,16 +118,6 @@ def strip_wav(data: bytes) -> tuple[bytes, int | None, int | None]:
         raise WireFormatError(f"malformed WAV header: {exc}") from None
 
 
-def wav_chunk(pcm16: bytes, rate_hz: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate_hz)
-        w.writeframes(pcm16)
-    return buf.getvalue()
-
-
 def to_mono(pcm16: bytes, channels: int) -> bytes:
     if channels <= 1:
         return pcm16

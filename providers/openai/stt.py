@@ -5,11 +5,10 @@ pipeline's retry (the backend's `max_retries`/`retry_delay`) can call it again."
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 from backend.errors import BackendError, ErrorCode
+from backend.wav import wav_bytes
 from providers.base import STT, SttCapabilities, SttStream
 from providers.openai.config import AudioOptions, as_backend_error, parse_options
 
@@ -71,13 +70,3 @@ class OpenAISTT(STT):
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def wav_bytes(pcm16: bytes, rate_hz: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate_hz)
-        w.writeframes(pcm16)
-    return buf.getvalue()

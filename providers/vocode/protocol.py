@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from backend.wav import wav_bytes
 from providers.wire import (
     Decoded,
     Outgoing,
@@ -38,7 +39,6 @@ from providers.wire import (
     mulaw_decode,
     mulaw_encode,
     strip_wav,
-    wav_chunk,
 )
 
 Encoding = Literal["linear16", "mulaw"]
@@ -152,7 +152,7 @@ class VocodeCodec(WireCodec):
         if self.output.audio_encoding == "mulaw":
             payload = mulaw_encode(pcm)
         else:
-            payload = wav_chunk(pcm, self.output.sampling_rate)
+            payload = wav_bytes(pcm, self.output.sampling_rate)
         data = base64.b64encode(payload).decode("ascii")
         return [json.dumps({"type": "websocket_audio", "data": data})]
 

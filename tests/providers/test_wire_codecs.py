@@ -12,10 +12,11 @@ import wave
 import numpy as np
 import pytest
 
+from backend.wav import wav_bytes
 from providers.pipecat import frames as pb
 from providers.pipecat.serializer import PipecatCodec
 from providers.vocode.protocol import VocodeCodec
-from providers.wire import SessionMedia, mulaw_decode, mulaw_encode, wav_chunk
+from providers.wire import SessionMedia, mulaw_decode, mulaw_encode
 
 MEDIA = SessionMedia("s1", "user-1", sample_rate_hz=16000, output_sample_rate_hz=24000)
 
@@ -49,7 +50,7 @@ def rtvi_of(outgoing: list) -> list[dict]:
 def test_pipecat_audio_in_any_rate_and_wav_wrapping_reaches_the_session_at_its_rate() -> None:
     codec = PipecatCodec(MEDIA)
     frame = pb.Frame()
-    frame.audio.audio = wav_chunk(tone(48000, 0.5), 48000)  # as Pipecat's Python client sends
+    frame.audio.audio = wav_bytes(tone(48000, 0.5), 48000)  # as Pipecat's Python client sends
     frame.audio.sample_rate, frame.audio.num_channels = 48000, 1
     got = codec.decode(frame.SerializeToString())
     assert not got.replies and len(got.audio) == 1
