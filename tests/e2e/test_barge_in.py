@@ -26,6 +26,31 @@ async def stream(ws: Any, pcm: bytes, silence_s: float) -> None:
     await send_realtime(ws.send, pcm + bytes(int(RATE * silence_s) * 2), RATE)
 
 
+async def talk_over_the_reply(url: str, opener: bytes, interruption: bytes) -> list[Any]:
+    """Say `opener`, then `interruption` one second into the agent's reply. Returns every event,
+    and ("audio", n) for each binary frame, in arrival order, up to turn 2's transcript."""
+    log: list[Any] = []
+    async with websockets.connect(url) as ws:
+
+        async def receive() -> None:
+            async for msg in ws:
+                log.append(("audio", len(msg)) if isinstance(msg, bytes) else json.loads(msg))
+                event = log[-1]
+                second_turn = isinstance(event, dict) and event.get("turn_id") == 2
+                if second_turn and event["type"] == "transcript":
+                    return
+
+        receiver = asyncio.create_task(receive())
+        await stream(ws, opener, 1.0)
+        async with asyncio.timeout(60):
+            while not any(isinstance(e, tuple) for e in log):
+                await asyncio.sleep(0.05)  # the agent is speaking
+        await asyncio.sleep(1.0)
+        await stream(ws, interruption, 1.5)
+        await asyncio.wait_for(receiver, 60)
+    return log
+
+
 async def test_talking_over_the_agent_stops_its_audio(base_url: str, hello_16k: bytes) -> None:
     stop = await speak("stop please")
     async with HttpClient(base_url) as client:
@@ -33,27 +58,7 @@ async def test_talking_over_the_agent_stops_its_audio(base_url: str, hello_16k: 
             user_id="barger", agent={"type": "echo", "prefix": LONG_PREFIX}
         )
         url = f"{session['media']['url']}?token={session['media']['token']}"
-        log: list[Any] = []  # events, and ("audio", n) for each binary frame, in arrival order
-        async with websockets.connect(url) as ws:
-
-            async def receive() -> None:
-                async for msg in ws:
-                    if isinstance(msg, bytes):
-                        log.append(("audio", len(msg)))
-                        continue
-                    event = json.loads(msg)
-                    log.append(event)
-                    if event["type"] == "transcript" and event.get("turn_id") == 2:
-                        return
-
-            receiver = asyncio.create_task(receive())
-            await stream(ws, hello_16k, 1.0)
-            async with asyncio.timeout(60):
-                while not any(isinstance(e, tuple) for e in log):
-                    await asyncio.sleep(0.05)  # the agent is speaking
-            await asyncio.sleep(1.0)
-            await stream(ws, stop, 1.5)
-            await asyncio.wait_for(receiver, 60)
+        log = await talk_over_the_reply(url, hello_16k, stop)
         info = await client.get_session(session["session_id"])
         await client.close_session(session["session_id"])
 

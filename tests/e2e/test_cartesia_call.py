@@ -3,19 +3,16 @@ actors) against the loopback Cartesia server, through Serve, the session actor a
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import websockets
 
 from backend.http_client import HttpClient
 from pipelines.audio import rms
 from tests.conftest import make_config, speak
-from tests.e2e.test_barge_in import LONG_PREFIX, stream
+from tests.e2e.test_barge_in import LONG_PREFIX, talk_over_the_reply
 from tests.fakes.cartesia import VALID_KEY, running_fake_cartesia
 
 pytestmark = pytest.mark.ray
@@ -68,29 +65,7 @@ async def test_barge_in_cancels_the_cartesia_context_through_the_stage_actor(
                 user_id="barger-cartesia", agent={"type": "echo", "prefix": LONG_PREFIX}
             )
             url = f"{session['media']['url']}?token={session['media']['token']}"
-            log: list[Any] = []
-            async with websockets.connect(url) as ws:
-
-                async def receive() -> None:
-                    async for msg in ws:
-                        log.append(
-                            ("audio", len(msg)) if isinstance(msg, bytes) else json.loads(msg)
-                        )
-                        if (
-                            isinstance(log[-1], dict)
-                            and log[-1].get("turn_id") == 2
-                            and (log[-1]["type"] == "transcript")
-                        ):
-                            return
-
-                receiver = asyncio.create_task(receive())
-                await stream(ws, hello_16k, 1.0)
-                async with asyncio.timeout(60):
-                    while not any(isinstance(e, tuple) for e in log):
-                        await asyncio.sleep(0.05)  # the agent is speaking
-                await asyncio.sleep(1.0)
-                await stream(ws, stop, 1.5)
-                await asyncio.wait_for(receiver, 60)
+            log = await talk_over_the_reply(url, hello_16k, stop)
             await client.close_session(session["session_id"])
     i_int = next(i for i, e in enumerate(log) if isinstance(e, dict) and e["type"] == "interrupted")
     assert [e for e in log[i_int:] if isinstance(e, tuple)] == [], "no audio after the barge-in"
