@@ -134,3 +134,26 @@ def test_the_dashboard_queries_only_series_the_backend_exports() -> None:
     assert len(defined) >= 16, defined
     assert used <= exported.keys(), used - exported.keys()
     assert {exported[u] for u in used} == defined.keys(), "every metric has a panel"
+
+
+async def test_a_stage_process_killed_and_restarted_by_ray_is_counted(backend: Any) -> None:
+    import os
+    import signal
+
+    from backend.iface import SessionConfig
+
+    sess = await backend.create_session(SessionConfig(user_id="restart", agent={"type": "echo"}))
+    stt_pid = sess.info["stages"]["stt"]["pid"]
+    before = total(await scrape(), "ray_backend_stage_restarts_total", stage="stt")
+    os.kill(stt_pid, signal.SIGKILL)  # Ray restarts the stage actor (max_restarts)
+
+    async def counted() -> bool:
+        now = total(await scrape(), "ray_backend_stage_restarts_total", stage="stt")
+        return now > before
+
+    try:
+        assert await wait_for(counted, timeout_s=60, interval_s=2)
+        rows = (await scrape())["ray_backend_stage_restarts_total"]
+        assert any(tags.get("provider") == "pocketsphinx" for tags, _ in rows), rows
+    finally:
+        await backend.close_session(sess.id)
