@@ -64,8 +64,7 @@ class Observed:
         if binding is None:
             if self._obs_session is not None:
                 log.info("session ended")
-            self._obs_session, self._obs_ctx = None, None
-            tracing.flush()
+            self._obs_session, self._obs_ctx = None, None  # spans export within a second
             configure_logging(structured=False)
         else:
             role = self._obs_stage or "session"

@@ -60,8 +60,8 @@ def configure(enabled: bool, endpoint: str | None, role: str, **resource: Any) -
         old, _state["provider"], _state["key"] = _state["provider"], None, key
         if target:
             _state["provider"] = _provider(target, role, resource)
-    if old is not None:
-        old.shutdown()  # flushes what it still holds
+    if old is not None:  # flushes what it still holds: off this thread (an actor's event loop)
+        threading.Thread(target=old.shutdown, name="otel-shutdown", daemon=True).start()
     return _state["provider"] is not None
 
 
@@ -94,12 +94,6 @@ def tracer() -> Tracer:
 
 def enabled() -> bool:
     return _state["provider"] is not None
-
-
-def flush() -> None:
-    provider = _state["provider"]
-    if provider is not None:
-        provider.force_flush(timeout_millis=5000)
 
 
 def inject(ctx: Context | None = None) -> dict[str, str]:

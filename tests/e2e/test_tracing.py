@@ -77,6 +77,7 @@ async def test_a_session_is_one_trace_across_ingress_session_and_stage_actors(
     assert ancestors(session_span, by_id)[:2] == ["voice.session.create", "POST /v1/sessions"]
     turns = [s for s in ours if s.name == "voice.turn"]
     assert turns and all(t.parent_span_id == session_span.span_id for t in turns)
+    assert all(t.attributes["turn.response_ms"] > 0 for t in turns), "the turn's timings"
     assert any(by_id[s.parent_span_id].name == "voice.turn" for s in ours if s.name == "stt_final")
     stt = [s for s in ours if s.name == "stt.finish"]
     tts = [s for s in ours if s.name == "tts.synthesize"]
