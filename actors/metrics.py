@@ -167,7 +167,13 @@ def session_created(seconds: float, pipeline: str, warm: bool) -> None:
     m.creation_time.observe(seconds, tags=_p(warm=str(warm).lower()))
 
 
+_NOT_REFUSALS = frozenset({"pipeline_error", "session_not_active", "connection_timeout"})
+
+
 def admission_rejected(error_code: str, message: str) -> None:
+    """The registry said no (cap, no slot, quota); its own failures are not refusals."""
+    if error_code in _NOT_REFUSALS:
+        return
     if "slot" in message:
         reason = "no_free_slot"
     elif error_code == "session_limit_exceeded":
