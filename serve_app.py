@@ -27,7 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
-from actors.observability import observe_http
+from actors.observability import observe_handle, observe_http
 from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
@@ -142,7 +142,7 @@ def _media_base_url(request: Request | WebSocket) -> str:
 async def _envelope(coro: Any) -> dict[str, Any]:
     """Handle calls return {"ok": value} or {"error": body}: no exception pickling across Serve."""
     try:
-        return {"ok": await coro}
+        return {"ok": await observe_handle(coro)}
     except BackendError as err:
         return {"error": err.to_body()["error"]}
 

@@ -25,6 +25,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from actors import metrics
 from backend import tracing
+from backend.errors import BackendError
 from backend.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,27 @@ async def observe_http(request: Any, call_next: Callable[[Any], Awaitable[Any]])
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR, error_code))
             span.end()
+
+
+async def observe_handle(coro: Any) -> Any:
+    """A Python-API call through the ingress's DeploymentHandle (`backend.new_backend()`),
+    counted as route `handle:<method>` in the same series as HTTP requests."""
+    code = getattr(coro, "cr_code", None)
+    qualname = getattr(code, "co_qualname", "") or "call"
+    # `VoiceIngress.api_get_config.<locals>.run` or `Supervisor.close_session`
+    name = qualname.split(".<locals>")[0].rsplit(".", 1)[-1].removeprefix("api_")
+    started, status, error_code = time.monotonic(), 200, ""
+    try:
+        return await coro
+    except BackendError as err:
+        status, error_code = err.http_status, err.code.value
+        raise
+    except BaseException:
+        status, error_code = 500, "pipeline_error"
+        raise
+    finally:
+        elapsed = time.monotonic() - started
+        metrics.http_request(f"handle:{name}", "HANDLE", status, elapsed, error_code)
 
 
 @contextlib.contextmanager

@@ -68,6 +68,7 @@ async def test_backend_metrics_reach_rays_prometheus_endpoint(
     expectations = {
         "requests": ("ray_backend_requests_total", {"route": "/v1/health", "status": "200"}),
         "errors": ("ray_backend_errors_total", {"error_code": "session_not_found"}),
+        "handle": ("ray_backend_requests_total", {"route": "handle:update_config"}),
         "latency": ("ray_backend_latency_seconds_count", {"route": "/v1/sessions"}),
         "sessions": ("ray_backend_sessions_total", {"provider": "local"}),
         "creation": ("ray_backend_session_creation_time_seconds_count", {}),
