@@ -158,3 +158,39 @@ async def test_a_stage_process_killed_and_restarted_by_ray_is_counted(backend: A
         assert any(tags.get("provider") == "pocketsphinx" for tags, _ in rows), rows
     finally:
         await backend.close_session(sess.id)
+
+
+async def test_a_failing_provider_call_is_counted_with_its_error_code(
+    backend: Any, base_url: str, hello_16k: bytes
+) -> None:
+    from tests.fakes.cartesia import VALID_KEY, running_fake_cartesia
+
+    async with running_fake_cartesia() as fake:
+        options = {"api_key": VALID_KEY, "api_url": fake.base_url, "sample_rate": 16000}
+        await backend.update_config(
+            make_config(tts_provider="cartesia", stage_provider_config={"cartesia": options})
+        )
+        before = total(await scrape(), "ray_backend_provider_errors_total", stage="tts")
+        fake.fail_tts = {"status_code": 429, "title": "Too many requests", "message": "slow"}
+        async with HttpClient(base_url) as client:
+            session = await client.create_session(user_id="metrics-provider-error")
+            result = await client.talk(session, hello_16k, 16000, realtime=False)
+            await client.close_session(session["session_id"])
+    assert result.replies, result.events  # the retry spoke the reply
+
+    async def counted() -> bool:
+        now = await scrape()
+        grown = total(now, "ray_backend_provider_errors_total", stage="tts") > before
+        return (
+            grown
+            and total(
+                now,
+                "ray_backend_provider_errors_total",
+                stage="tts",
+                provider="cartesia",
+                error_code="rate_limit_exceeded",
+            )
+            > 0
+        )
+
+    assert await wait_for(counted, timeout_s=60, interval_s=2)
