@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
+from actors.observability import observe_handle, observe_http
 from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
 from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
@@ -35,7 +36,7 @@ from actors.webhooks import apply_webhook
 from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
-from backend.iface import Config, SessionConfig, SessionRequest
+from backend.iface import Config, SessionConfig, SessionRequest, unmask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,18 @@ def _error_response(err: BackendError) -> JSONResponse:
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
 
 
+api.middleware("http")(observe_http)  # backend_requests_total & co., and the request's span
+
+
 @api.exception_handler(BackendError)
-async def _backend_error(_: Request, err: BackendError) -> JSONResponse:
+async def _backend_error(request: Request, err: BackendError) -> JSONResponse:
+    request.state.error_code = err.code.value
     return _error_response(err)
 
 
 @api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    request.state.error_code = ErrorCode.INVALID_CONFIG.value
     err = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     field = ".".join(loc) or None
@@ -91,7 +97,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 @api.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request.state.error_code = ErrorCode.PIPELINE_ERROR.value
     log.exception("unexpected error")  # the trace stays in the server log, never in the answer
     err = BackendError("request", ErrorCode.PIPELINE_ERROR, "internal error; see server logs")
     return JSONResponse(err.to_body(), status_code=500)
@@ -135,7 +142,7 @@ def _media_base_url(request: Request | WebSocket) -> str:
 async def _envelope(coro: Any) -> dict[str, Any]:
     """Handle calls return {"ok": value} or {"error": body}: no exception pickling across Serve."""
     try:
-        return {"ok": await coro}
+        return {"ok": await observe_handle(coro)}
     except BackendError as err:
         return {"error": err.to_body()["error"]}
 
@@ -320,13 +327,15 @@ class VoiceIngress:
 
     async def api_get_config(self) -> dict[str, Any]:
         async def run() -> dict[str, Any]:
-            return (await self.sup.config()).model_dump(mode="json")
+            return (await self.sup.config()).public_dict()  # secrets never leave masked
 
         return await _envelope(run())
 
     async def api_update_config(self, config: dict[str, Any]) -> dict[str, Any]:
         async def run() -> dict[str, Any]:
-            return (await self.sup.apply_config(Config(**config))).model_dump(mode="json")
+            current = (await self.sup.config()).model_dump(mode="json")
+            new = Config(**unmask_secrets(config, current))  # a read-back config keeps secrets
+            return (await self.sup.apply_config(new)).public_dict()
 
         return await _envelope(run())
 

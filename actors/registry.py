@@ -23,6 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
+from actors import metrics
 from actors.session_actor import SESSION_RESOURCE, WorkerProfile, stage_options
 from actors.warm_pool import WarmPool, Worker
 from backend.errors import BackendError, ErrorCode
@@ -93,6 +94,7 @@ class SessionRegistry:
             return self.get_config()
         self.version = version or self.version
         self.config = Config(**config)
+        metrics.set_provider(self.config.provider)
         self.rev += 1
         if not self.pool.slots:
             self.pool.set_nodes(await asyncio.to_thread(alive_node_slots))
@@ -189,6 +191,7 @@ class SessionRegistry:
         w = self.pool.by_session(session_id)
         outcome = self.pool.give_back(w.name, report) if w is not None else "gone"
         if rec is not None:
+            metrics.session_ended("closed by request")
             self._wake_pool()
         return outcome
 
@@ -299,6 +302,7 @@ class SessionRegistry:
             try:
                 self.pool.refill()
                 self._request_autoscaler_slots()
+                metrics.capacity(len(self.records), self.pool.summary()["nodes"])
             except Exception:  # the pool must outlive any one bad pass
                 log.exception("warm pool refill failed")
             await asyncio.sleep(0.05)  # coalesce bursts of changes into one pass
@@ -380,6 +384,7 @@ class SessionRegistry:
         if rec is None:
             return
         log.warning("reaping session %s: %s", session_id, reason)
+        metrics.session_ended(reason)
         self.reaped_total += 1
         self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
         del self.reaped[:-1000]

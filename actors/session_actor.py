@@ -26,9 +26,9 @@ from typing import Any
 
 import psutil
 import ray
-from opentelemetry import trace
 
 from actors.metrics import record_turn
+from actors.observability import ObservedSession
 from actors.stage_actors import RemoteSTT, RemoteTTS, placement, start_s2s_stage, start_stages
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
@@ -94,6 +94,7 @@ class SessionSpec:
     transport: str = "websocket"
     transport_options: dict[str, Any] = field(default_factory=dict)  # e.g. WebRtcOptions
     agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
+    trace_context: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the create
 
 
 def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
@@ -125,7 +126,7 @@ def rss_mb() -> float:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
-class SessionActor:
+class SessionActor(ObservedSession):
     def __init__(self, worker_name: str, profile: WorkerProfile, namespace: str) -> None:
         self.worker_name = worker_name
         self.profile = profile
@@ -169,6 +170,7 @@ class SessionActor:
             where = await self.warm()
             assert self._stt is not None and self._tts is not None
             config = Config(**spec.config)
+            self._obs_open(spec, config, config.provider, self._stage_actors())
             common: dict[str, Any] = {
                 "session_id": spec.session_id,
                 "user_id": spec.user_id,
@@ -176,7 +178,7 @@ class SessionActor:
                 "settings": settings_from(config, spec.output_sample_rate_hz),
                 "agent": build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
                 "metadata": spec.metadata,
-                "tracer": trace.get_tracer("voice_backend") if config.enable_tracing else None,
+                "tracer": self._obs_turn_tracer(),
                 "on_turn": self._turn_observer(config, spec.pipeline_type),
             }
             if spec.pipeline_type == PipelineType.S2S.value:
@@ -186,6 +188,7 @@ class SessionActor:
                     spec.session_id, self.namespace, provider, spec.stage_options
                 )
                 where = {**where, "stages": stages}
+                self._s2s.actor.observe_session.remote(self._obs_stage_binding())
                 self.runtime = SessionRuntime(
                     **common,
                     s2s=self._s2s,
@@ -216,6 +219,7 @@ class SessionActor:
                 await self.media.start(self.runtime)
         except BaseException:
             self.session_id = None
+            self._obs_close("failed to start", self._stage_actors())
             await self._drop_s2s()
             if self.media is not None:
                 with contextlib.suppress(Exception):
@@ -238,6 +242,7 @@ class SessionActor:
         if self.media is not None:
             with contextlib.suppress(Exception):
                 await self.media.aclose()
+        self._obs_close(reason, self._stage_actors())
         await self._drop_s2s()
         self.runtime, self.session_id, self.media, self.spec = None, None, None, None
         # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
@@ -279,6 +284,9 @@ class SessionActor:
         )
         tags = {"provider": provider, "pipeline": pipeline}
         return lambda turn: record_turn(turn, config.latency_target, tags)
+
+    def _stage_actors(self) -> list[Any]:
+        return [s.actor for s in (self._stt, self._tts, self._s2s) if s is not None]
 
     def _rt(self) -> SessionRuntime:
         if self.runtime is None:

@@ -18,6 +18,7 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.errors import as_backend_error
+from actors.observability import ObservedStage
 from backend.errors import BackendError
 from providers.base import (
     S2S,
@@ -41,13 +42,14 @@ def placement() -> dict[str, Any]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
-class _Stage:
+class _Stage(ObservedStage):
     """A provider's constructor error (a bad option, say) is kept and raised by `describe`, so
     the session gets the `BackendError` naming it rather than a dead actor."""
 
     _init_error: BackendError | None = None
 
     def _build(self, registry: Any, provider: str, options: dict[str, Any]) -> Any:
+        self._obs_started(provider)
         try:
             return registry.create(provider, **options)
         except BackendError as exc:
@@ -62,6 +64,8 @@ class _Stage:
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
 class SttStageActor(_Stage):
     """Calls arrive in submission order from the session's single STT feeder, one at a time."""
+
+    _obs_stage = "stt"
 
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self._provider, self._options = provider, options
@@ -85,7 +89,8 @@ class SttStageActor(_Stage):
         stream = self._streams.get(utterance_id)
         if stream is None:
             return ""
-        text = await stream.finish()  # kept until it succeeds: the pipeline retries `finish`
+        with self._obs_call("stt.finish", **{"stt.provider": self._provider}):
+            text = await stream.finish()  # kept until it succeeds: the pipeline retries it
         self._streams.pop(utterance_id, None)
         return text
 
@@ -109,6 +114,8 @@ class SttStageActor(_Stage):
 
 @ray.remote(num_cpus=0, max_restarts=STAGE_MAX_RESTARTS)
 class TtsStageActor(_Stage):
+    _obs_stage = "tts"
+
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self.tts: TTS = self._build(TTS_PROVIDERS, provider, options)
 
@@ -118,8 +125,9 @@ class TtsStageActor(_Stage):
         return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        async for chunk in self.tts.synthesize(text):
-            yield chunk
+        with self._obs_call("tts.synthesize", **{"tts.chars": len(text)}):
+            async for chunk in self.tts.synthesize(text):
+                yield chunk
 
     async def begin_turn(self, turn_id: int) -> None:
         await self.tts.begin_turn(turn_id)
@@ -136,6 +144,8 @@ class S2sStageActor(_Stage):
     """One speech-to-speech model connection for one session. `events` is a streaming
     generator the session consumes for the whole call; audio and interrupts arrive beside it."""
 
+    _obs_stage = "s2s"
+
     def __init__(self, provider: str, options: dict[str, Any]) -> None:
         self.s2s: S2S = self._build(S2S_PROVIDERS, provider, options)
         self.session: S2sSession | None = None
@@ -147,7 +157,8 @@ class S2sStageActor(_Stage):
     async def connect(self, options: S2sOptions) -> None:
         if self.session is not None:
             await self.session.aclose()
-        self.session = await self.s2s.connect(options)
+        with self._obs_call("s2s.connect"):
+            self.session = await self.s2s.connect(options)
 
     async def send_audio(self, pcm16: bytes) -> None:
         assert self.session is not None, "connect first"

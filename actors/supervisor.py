@@ -17,10 +17,12 @@ from typing import Any
 
 import ray
 
+from actors import metrics, observability
 from actors.errors import as_backend_error
 from actors.registry import REGISTRY_NAME, SessionRegistry
 from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec, stage_options
 from actors.session_ref import SessionRef
+from backend import tracing
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from pipelines.audio import PIPELINE_RATE_HZ
@@ -66,6 +68,7 @@ class Supervisor:
         values = dict(values)
         self._rev = values.pop("_rev", -1)
         self._config = Config(**values)
+        observability.configure_ingress(self._config, self.provider_name)
         return self._config
 
     async def apply_config(self, config: Config) -> Config:
@@ -109,13 +112,22 @@ class Supervisor:
             try:
                 res = await self.registry.reserve.remote(session_id, record, self._rev)
             except Exception as exc:
-                raise as_backend_error("create_session", exc) from None
+                err = as_backend_error("create_session", exc)
+                metrics.admission_rejected(err.code.value, err.message)
+                raise err from None
             if "config" not in res:
                 return res
             self.cache_config(res["config"])
         raise BackendError("create_session", ErrorCode.PIPELINE_ERROR, "config keeps changing")
 
     async def create_session(self, sc: SessionConfig, media_base_url: str) -> dict[str, Any]:
+        with observability.create_span(sc.user_id) as span:
+            rec = await self._create_session(sc, media_base_url)
+            if span is not None:
+                span.set_attribute("session.id", rec["session_id"])
+            return rec
+
+    async def _create_session(self, sc: SessionConfig, media_base_url: str) -> dict[str, Any]:
         session_id = uuid.uuid4().hex
         record = {
             "session_id": session_id,
@@ -167,6 +179,7 @@ class Supervisor:
                 transport=sc.transport,
                 transport_options=transport_options,
                 agent_transport=agent_transport,
+                trace_context=tracing.inject(),
             )
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await worker.start.remote(spec)
@@ -189,6 +202,7 @@ class Supervisor:
                 ) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker
+        metrics.session_created(updates["startup_ms"] / 1000, sc.pipeline_type.value, res["warm"])
         return {
             **record,
             **updates,

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from actors import metrics
 from actors.errors import as_backend_error
 from providers.wire import Outgoing, WireCodec
 
@@ -112,11 +113,13 @@ async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
             frames.append(inbound.get_nowait())
         # Errors for bad frames come back as events on the outbound stream as well.
         await actor.push_audio.remote([f for f in frames if f is not None])
+        metrics.audio_bytes("in", sum(len(f) for f in frames if f is not None))
 
 
 async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None) -> None:
     while True:
         out = await actor.poll.remote(True, True, POLL_TIMEOUT_S)
+        metrics.audio_bytes("out", sum(len(p) for kind, p in out["items"] if kind == "audio"))
         for kind, payload in out["items"]:
             if codec is not None:
                 wire = (

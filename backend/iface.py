@@ -137,6 +137,9 @@ class Config(_Model):
     enable_tracing: bool = False
     enable_metrics: bool = True
     enable_structured_logging: bool = False
+    # OTLP/HTTP traces URL (http://collector:4318/v1/traces) or "console"; None: each process's
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT (backend/tracing.py).
+    tracing_endpoint: str | None = Field(default=None, max_length=2048)
 
     _durations = field_validator(
         "latency_target",
@@ -194,6 +197,7 @@ class Config(_Model):
 
 
 SECRET_KEY_PARTS = ("secret", "key", "token", "password", "credential")
+MASK = "***"  # what `public_dict` (and `get_config`) show in place of a secret
 
 
 def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +205,7 @@ def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
 
     def mask(k: str, v: Any) -> Any:
         if any(p in k.lower() for p in SECRET_KEY_PARTS) and v:
-            return "***"
+            return MASK
         if isinstance(v, dict):
             return mask_secrets(v)
         if isinstance(v, list):
@@ -209,6 +213,34 @@ def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
         return v
 
     return {k: mask(k, v) for k, v in values.items()}
+
+
+def unmask_secrets(new: Any, current: Any, path: str = "") -> Any:
+    """A config read back (`get_config`, secrets masked) and sent again keeps the secrets it
+    runs with: a masked value takes the current one at the same place."""
+    if new == MASK:
+        if current is None or current == MASK:
+            raise BackendError(
+                "update_config",
+                ErrorCode.INVALID_CONFIG,
+                f"{path}: {MASK!r} is a masked secret and there is none to keep; give the value",
+                field=path,
+            )
+        return current
+    if isinstance(new, dict):
+        cur = current if isinstance(current, dict) else {}
+        return {
+            k: unmask_secrets(v, cur.get(k), f"{path}.{k}" if path else k) for k, v in new.items()
+        }
+    if isinstance(new, list):
+        cur = (
+            current if isinstance(current, list) and len(current) == len(new) else [None] * len(new)
+        )
+        return [
+            unmask_secrets(v, c, f"{path}.{i}")
+            for i, (v, c) in enumerate(zip(new, cur, strict=True))
+        ]
+    return new
 
 
 AgentCallback = Callable[[str], Any]  # sync or async: transcript -> reply text

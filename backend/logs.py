@@ -18,13 +18,17 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 class _SessionFilter(logging.Filter):
     """Stamp each record with the session it was logged for (if any)."""
 
-    def __init__(self, session_id: str | None = None) -> None:
+    def __init__(self, session_id: str | None = None, fields: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.session_id = session_id
+        self.fields = dict(fields or {})
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "session_id", None):
             record.session_id = session_id_var.get() or self.session_id
+        for key, value in self.fields.items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
         return True
 
 
@@ -46,16 +50,21 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    *, structured: bool, session_id: str | None = None, level: int = logging.INFO
+    *,
+    structured: bool,
+    session_id: str | None = None,
+    level: int = logging.INFO,
+    fields: dict[str, Any] | None = None,
 ) -> None:
-    """Install one handler on the root logger of this process (idempotent)."""
+    """Install one handler on the root logger of this process (idempotent). `fields` are added
+    to every record (e.g. the user id and provider of the session an actor serves)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_voice_backend", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler()
     handler._voice_backend = True  # type: ignore[attr-defined]
-    handler.addFilter(_SessionFilter(session_id))
+    handler.addFilter(_SessionFilter(session_id, fields))
     if structured:
         handler.setFormatter(JsonFormatter())
     else:

@@ -62,6 +62,11 @@ class TurnTimings:
                 **attributes,
                 "turn.id": self.turn_id,
                 "turn.interrupted": bool(self.interrupted_at),
+                **{
+                    f"turn.{k}": v
+                    for k, v in self.as_metrics(1.0).items()
+                    if k.endswith("_ms") and k != "latency_target_ms" and v is not None
+                },
             },
         )
         ctx = set_span_in_context(root)

@@ -24,3 +24,16 @@ def test_structured_logs_are_json_lines_with_the_session(
     for handler in list(logging.getLogger().handlers):  # leave the test process as it was
         if getattr(handler, "_voice_backend", False):
             logging.getLogger().removeHandler(handler)
+
+
+def test_fields_of_the_session_go_on_every_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(
+        structured=True, session_id="s-7", fields={"user_id": "u-1", "provider": "local"}
+    )
+    logging.getLogger("voice.test").info("bound", extra={"provider": "explicit"})
+    (entry,) = [json.loads(x) for x in capsys.readouterr().err.strip().splitlines()]
+    assert entry["session_id"] == "s-7" and entry["user_id"] == "u-1"
+    assert entry["provider"] == "explicit", "a record's own value wins over the defaults"
+    for handler in list(logging.getLogger().handlers):
+        if getattr(handler, "_voice_backend", False):
+            logging.getLogger().removeHandler(handler)
