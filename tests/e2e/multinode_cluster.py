@@ -114,7 +114,14 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
 
         out["a_sessions_reaped"] = bool(await wait_until(a_sessions_gone, 90))
         out["reap_s"] = round(time.monotonic() - removed_at, 1)
-        out["capacity_after"] = await capacity()
+
+        async def node_a_gone() -> dict[str, Any] | None:
+            # Ray declares a node dead some seconds after its sessions' actors are (GCS health
+            # checks); until then its slots are still counted, so wait for that, not a moment.
+            cap = await capacity()
+            return cap if node_a.node_id not in cap["nodes"] else None
+
+        out["capacity_after"] = await wait_until(node_a_gone, 90) or await capacity()
         out["health_after"] = await http.health()
         hello = await speak("hello world")
         heard = []
