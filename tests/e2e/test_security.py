@@ -1,0 +1,274 @@
+"""Security over the real Serve app: API keys and an auth hook on the control plane, media tokens
+scoped to one session and short-lived, per-user quotas and rate limits at admission, data
+retention at session end, and secrets that never reach logs or error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from backend.auth import Credentials
+from backend.http_client import HttpClient
+from tests.conftest import make_config, wait_for
+
+pytestmark = pytest.mark.ray
+
+ALICE_KEY = "alice-key-" + uuid.uuid4().hex
+BOB_KEY = "bob-key-" + uuid.uuid4().hex
+SERVICE_KEY = "service-key-" + uuid.uuid4().hex
+KEYS = [
+    {"key": ALICE_KEY, "user_id": "alice"},
+    {"key": BOB_KEY, "user_id": "bob"},
+    SERVICE_KEY,
+]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+async def keyed(backend: Any) -> Any:
+    """The shared backend with API keys (the `backend` fixture restores the open config)."""
+    await backend.update_config(make_config(api_keys=KEYS))
+    return backend
+
+
+@pytest.fixture
+async def hooks_reset(backend: Any) -> AsyncIterator[Any]:
+    yield backend
+    await backend.set_hooks()  # no hook outlives its test
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code and err["message"]
+    assert "Traceback" not in resp.text
+    return err
+
+
+async def create(http: httpx.AsyncClient, user: str, key: str | None = None) -> httpx.Response:
+    return await http.post(
+        "/v1/sessions", json={"user_id": user}, headers=bearer(key) if key else {}
+    )
+
+
+# -- API keys ----------------------------------------------------------------------------------
+async def test_control_routes_need_a_key_and_refusals_change_nothing(
+    keyed: Any, http: httpx.AsyncClient
+) -> None:
+    for method, path in [
+        ("POST", "/v1/sessions"),
+        ("GET", "/v1/sessions"),
+        ("GET", "/v1/sessions/abc"),
+        ("DELETE", "/v1/sessions/abc"),
+        ("GET", "/v1/config"),
+        ("GET", "/v1/capacity"),
+    ]:
+        body = {"user_id": "alice"} if method == "POST" else None
+        resp = await http.request(method, path, json=body)
+        err = assert_error(resp, 401, "authentication_failed")
+        assert "API key" in err["message"]
+        resp = await http.request(method, path, json=body, headers=bearer("not-a-key-at-all-0"))
+        assert_error(resp, 401, "authentication_failed")
+        resp = await http.request(method, path, json=body, headers={"X-API-Key": "wrong" * 4})
+        assert_error(resp, 401, "authentication_failed")
+    assert await keyed.list_sessions() == []  # the refused POSTs created nothing
+    # Public: the health status for load balancers (no details), the page, the docs.
+    health = (await http.get("/v1/health")).json()
+    assert health["status"] in ("healthy", "degraded") and "details" not in health
+    assert "details" in (await http.get("/v1/health", headers=bearer(SERVICE_KEY))).json()
+    assert (await http.get("/")).status_code == 200
+    assert (await http.get("/openapi.json")).status_code == 200
+    config = (await http.get("/v1/config", headers=bearer(SERVICE_KEY))).json()
+    assert config["api_keys"] and all(k["key_sha256"] == "***" for k in config["api_keys"])
+    assert ALICE_KEY not in json.dumps(config)
+
+
+async def test_a_users_key_reaches_only_that_users_sessions(
+    keyed: Any, http: httpx.AsyncClient
+) -> None:
+    a = await create(http, "alice", ALICE_KEY)
+    assert a.status_code == 201, a.text
+    b = await create(http, "bob", BOB_KEY)
+    assert b.status_code == 201, b.text
+    sid_a, sid_b = a.json()["session_id"], b.json()["session_id"]
+    # Alice may not create sessions as bob, nor read or close his.
+    assert_error(await create(http, "bob", ALICE_KEY), 403, "authorization_failed")
+    get_b = await http.get(f"/v1/sessions/{sid_b}", headers=bearer(ALICE_KEY))
+    assert_error(get_b, 403, "authorization_failed")
+    close_b = await http.delete(f"/v1/sessions/{sid_b}", headers=bearer(ALICE_KEY))
+    assert_error(close_b, 403, "authorization_failed")
+    listed = (await http.get("/v1/sessions", headers=bearer(ALICE_KEY))).json()["sessions"]
+    assert [s["session_id"] for s in listed] == [sid_a]
+    # Bob's session is untouched by alice's attempts; bob and a service key can act on it.
+    assert (await http.get(f"/v1/sessions/{sid_b}", headers=bearer(BOB_KEY))).status_code == 200
+    everyone = (await http.get("/v1/sessions", headers=bearer(SERVICE_KEY))).json()["sessions"]
+    assert {s["session_id"] for s in everyone} == {sid_a, sid_b}
+    assert (await http.delete(f"/v1/sessions/{sid_b}", headers=bearer(BOB_KEY))).status_code == 204
+    resp = await http.delete(f"/v1/sessions/{sid_a}", headers=bearer(SERVICE_KEY))
+    assert resp.status_code == 204
+
+
+def header_hook(creds: Credentials) -> str | None:
+    """An auth hook: a (toy) signed-in user from a header set by a gateway."""
+    token = creds.headers.get("x-gateway-user", "")
+    return token.removeprefix("signed:") if token.startswith("signed:") else None
+
+
+async def test_an_auth_hook_given_in_python_guards_http(
+    hooks_reset: Any, http: httpx.AsyncClient
+) -> None:
+    await hooks_reset.set_hooks(auth_hook=header_hook)
+    assert_error(await create(http, "carol"), 401, "authentication_failed")
+    resp = await http.post(
+        "/v1/sessions", json={"user_id": "carol"}, headers={"x-gateway-user": "forged"}
+    )
+    assert_error(resp, 401, "authentication_failed")
+    as_dave = {"x-gateway-user": "signed:dave"}
+    resp = await http.post("/v1/sessions", json={"user_id": "carol"}, headers=as_dave)
+    assert_error(resp, 403, "authorization_failed")
+    resp = await http.post("/v1/sessions", json={"user_id": "dave"}, headers=as_dave)
+    assert resp.status_code == 201, resp.text
+    sid = resp.json()["session_id"]
+    # The Python API is trusted in-cluster code: it still sees and closes everything.
+    assert [s.id for s in await hooks_reset.list_sessions()] == [sid]
+    assert (await http.delete(f"/v1/sessions/{sid}", headers=as_dave)).status_code == 204
+
+
+# -- media tokens ------------------------------------------------------------------------------
+async def refused_audio(url: str) -> tuple[int, dict[str, Any]]:
+    async with websockets.connect(url) as ws:
+        event = json.loads(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        return ws.close_code or 0, event
+
+
+async def test_media_tokens_open_one_session_and_expire(
+    backend: Any, http: httpx.AsyncClient
+) -> None:
+    await backend.update_config(make_config(media_token_ttl=2.0))
+    a = (await create(http, "tok-a")).json()
+    b = (await create(http, "tok-b")).json()
+    url_b = b["media"]["url"]
+    for token in (a["media"]["token"], "forged-" + b["media"]["token"][:8], ""):
+        code, event = await refused_audio(f"{url_b}?token={token}")
+        assert code == 1008 and event["type"] == "error"
+        assert event["code"] == "authentication_failed"
+    # The refused attempts changed nothing: b is still there and its own token works.
+    async with websockets.connect(f"{url_b}?token={b['media']['token']}") as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await wait_for_event(ws, "pong")
+    await asyncio.sleep(2.2)  # past media_token_ttl
+    code, event = await refused_audio(f"{a['media']['url']}?token={a['media']['token']}")
+    assert code == 1008 and "expired" in event["message"]
+    assert (await http.get(f"/v1/sessions/{a['session_id']}")).status_code == 200
+
+
+async def wait_for_event(ws: Any, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        while True:
+            msg = await ws.recv()
+            if isinstance(msg, str) and json.loads(msg).get("type") == kind:
+                return json.loads(msg)
+
+
+# -- quotas and rate limits ----------------------------------------------------------------------
+async def test_per_user_quota_refuses_only_that_user(backend: Any, http: httpx.AsyncClient) -> None:
+    await backend.update_config(make_config(max_sessions_per_user=2))
+    for _ in range(2):
+        assert (await create(http, "greedy")).status_code == 201
+    resp = await create(http, "greedy")
+    err = assert_error(resp, 429, "rate_limit_exceeded")
+    assert "max_sessions_per_user=2" in err["message"] and "greedy" in err["message"]
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert (await create(http, "modest")).status_code == 201  # others are unaffected
+    assert len(await backend.list_sessions()) == 3
+
+
+async def test_session_rate_per_user_is_a_token_bucket(
+    backend: Any, http: httpx.AsyncClient
+) -> None:
+    await backend.update_config(make_config(session_rate_per_user=2))
+    for _ in range(2):
+        sid = (await create(http, "hasty")).json()["session_id"]
+        assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
+    resp = await create(http, "hasty")
+    err = assert_error(resp, 429, "rate_limit_exceeded")
+    assert "too fast" in err["message"]
+    assert 1 <= int(resp.headers["Retry-After"]) <= 30
+    assert (await create(http, "patient")).status_code == 201
+
+
+class DenyList:
+    """A custom rate limiter (Beluga's `RateLimiter`): refuses the users it lists."""
+
+    def __init__(self, denied: set[str]) -> None:
+        self.denied = denied
+
+    async def allow(self, key: str) -> bool:
+        return key not in self.denied
+
+    def retry_after(self, key: str) -> float:
+        return 7.0
+
+
+async def test_a_custom_rate_limiter_runs_at_admission(
+    hooks_reset: Any, http: httpx.AsyncClient
+) -> None:
+    await hooks_reset.set_hooks(rate_limiter=DenyList({"spammer"}))
+    resp = await create(http, "spammer")
+    assert_error(resp, 429, "rate_limit_exceeded")
+    assert resp.headers["Retry-After"] == "7"
+    assert (await create(http, "regular")).status_code == 201
+    assert [s.info["user_id"] for s in await hooks_reset.list_sessions()] == ["regular"]
+
+
+# -- data retention ------------------------------------------------------------------------------
+def file_writer(path: Path) -> Any:
+    def keep(record: dict[str, Any]) -> None:  # runs in the session's actor, same host here
+        path.write_text(json.dumps(record))
+
+    return keep
+
+
+@pytest.mark.parametrize("retain", [True, False])
+async def test_retention_hook_gets_the_transcript_only_when_configured(
+    hooks_reset: Any, base_url: str, hello_16k: bytes, tmp_path: Path, retain: bool
+) -> None:
+    out = tmp_path / "retained.json"
+    await hooks_reset.update_config(make_config(retain_transcripts=retain))
+    await hooks_reset.set_hooks(data_retention_hook=file_writer(out))
+    async with HttpClient(base_url) as client:
+        session = await client.create_session(user_id="retained-user")
+        result = await client.talk(session, hello_16k, 16000, realtime=False)
+        assert result.transcripts == ["hello world"], result.events
+        await client.close_session(session["session_id"])
+    record = json.loads(await wait_for(lambda: asyncio.to_thread(_read, out)))
+    assert record["session_id"] == session["session_id"]
+    assert record["user_id"] == "retained-user" and record["audio"] is None
+    said = [m["content"] for m in record["history"] if m["role"] == "user"]
+    if retain:
+        assert said == ["hello world"]
+    else:
+        assert record["history"] == [] and record["transcripts_retained"] is False
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
