@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
@@ -119,6 +120,13 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
         "request", ErrorCode.INVALID_CONFIG, f"{field}: {msg}" if field else msg, field=field
     )
     return _error_response(body)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own refusals (unparseable body, unknown route, wrong method) in our shape."""
+    err = BackendError("request", ErrorCode.INVALID_FORMAT, str(exc.detail))
+    return JSONResponse(err.to_body(), status_code=exc.status_code, headers=exc.headers)
 
 
 @api.exception_handler(Exception)
