@@ -33,7 +33,7 @@ from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
 from actors.webhooks import apply_webhook
-from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
+from actors.websocket_relay import CLOSE_SESSION_ERROR, RelayLimits, relay
 from backend.auth import (
     Principal,
     check_acting_user,
@@ -334,7 +334,17 @@ class VoiceIngress:
         if upstream is not None:  # the provider's bot answers; the session keeps the call
             await proxy(ws, actor, upstream)
         else:
-            await relay(ws, actor, codec)
+            limits = RelayLimits(
+                max_frame_bytes=self.sup._config.max_frame_bytes,
+                output_bytes_per_s=2 * int(rec.get("output_sample_rate_hz") or 16000),
+                stall_timeout_s=self.sup._config.client_stall_timeout,
+            )
+
+            async def on_stall(reason: str) -> None:
+                with contextlib.suppress(BackendError):
+                    await self.sup.close_session(session_id, reason)
+
+            await relay(ws, actor, codec, limits, on_stall)
 
     # -- LiveKit webhooks (provider livekit; signature checked with the API secret) ---------
     @api.post(

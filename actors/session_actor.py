@@ -358,9 +358,15 @@ class SessionActor:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def poll(
-        self, audio: bool = True, events: bool = True, timeout_s: float = 10.0
+        self,
+        audio: bool = True,
+        events: bool = True,
+        timeout_s: float = 10.0,
+        max_audio_bytes: int | None = None,
     ) -> dict[str, Any]:
-        return await self._rt().outbox.poll(audio=audio, events=events, timeout_s=timeout_s)
+        return await self._rt().outbox.poll(
+            audio=audio, events=events, timeout_s=timeout_s, max_audio_bytes=max_audio_bytes
+        )
 
     # -- control ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

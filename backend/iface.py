@@ -153,7 +153,11 @@ class Config(_Model):
     max_request_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     max_frame_bytes: int = Field(default=256 * 1024, ge=1024, le=16 << 20)
     client_stall_timeout: float = Field(
-        default=20.0, ge=1.0, le=3600.0, description="seconds a client may not read its audio"
+        default=120.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds a websocket client may send nothing (audio or ping) before its "
+        "session is closed",
     )
 
     _durations = field_validator(

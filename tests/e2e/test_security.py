@@ -5,6 +5,7 @@ retention at session end, and secrets that never reach logs or error bodies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -333,3 +334,64 @@ async def test_secrets_never_reach_logs_errors_or_config(
     for secret in secrets:
         assert not any(secret in body for body in bodies), f"secret in a response: {secret[:6]}"
         assert secret not in logs, f"secret in the Ray logs: {secret[:6]}"
+
+
+# -- oversized input and clients that do not read ------------------------------------------------
+async def test_oversized_bodies_and_frames_are_refused(
+    backend: Any, http: httpx.AsyncClient
+) -> None:
+    resp = await http.post(
+        "/v1/sessions",
+        content=b'{"user_id": "big", "metadata": {"x": "' + b"x" * (2 << 20) + b'"}}',
+        headers={"content-type": "application/json"},
+    )
+    err = assert_error(resp, 413, "invalid_format")
+    assert "too large" in err["message"]
+    assert await backend.list_sessions() == []
+    session = (await create(http, "big-frames")).json()
+    async with websockets.connect(
+        f"{session['media']['url']}?token={session['media']['token']}", max_size=None
+    ) as ws:
+        await ws.send(bytes(1 << 20))  # 1 MiB in one frame: over max_frame_bytes
+        event = await wait_for_event(ws, "error")
+        assert "frame too large" in event["message"]
+        await ws.send("x" * 10_000)
+        assert "frame too large" in (await wait_for_event(ws, "error"))["message"]
+        await ws.send(json.dumps({"type": "ping"}))  # the connection still works
+        assert await wait_for_event(ws, "pong")
+
+
+async def test_a_client_that_stops_reading_and_sending_is_closed_with_a_reason(
+    backend: Any,
+) -> None:
+    """It never reads its websocket while 5 minutes of reply audio are queued for it: the relay
+    sends at real-time pace (so the ingress holds little), the session's outbox drops the oldest
+    audio past its cap, and after `client_stall_timeout` the session is closed, saying why."""
+    from backend.iface import SessionConfig
+
+    await backend.update_config(make_config(client_stall_timeout=3.0))
+    session = await backend.create_session(SessionConfig(user_id="deaf", agent={"type": "echo"}))
+    other = await backend.create_session(SessionConfig(user_id="fine", agent={"type": "echo"}))
+    media = session.info["media"]
+    url = f"{media['url']}?token={media['token']}"
+    async with websockets.connect(url, max_queue=1, ping_interval=None, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        for _ in range(10):
+            await session.send_audio(bytes(16000 * 2 * 30))
+        info = await session.get_info()
+        assert info["audio_bytes_out"] == 10 * 16000 * 2 * 30
+
+        async def gone() -> bool:
+            return session.id not in {s.id for s in await backend.list_sessions()}
+
+        assert await wait_for(gone, timeout_s=60)
+        assert await other.get_state() != "closed"  # nobody else noticed
+        # What the client finds when it reads at last: the reason, after the paced audio.
+        reasons = []
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(60):
+                async for msg in ws:
+                    if isinstance(msg, str) and json.loads(msg).get("type") == "closed":
+                        reasons.append(json.loads(msg)["reason"])
+        assert reasons and "client stalled" in reasons[-1], reasons
+    assert ws.close_code == 1008
