@@ -166,7 +166,9 @@ def check_acting_user(principal: Principal, user_id: str, op: str) -> None:
 
 
 # -- media tokens ----------------------------------------------------------------------------
-def check_media_token(record: Mapping[str, Any], token: str, op: str, now: float | None = None):
+def check_media_token(
+    record: Mapping[str, Any], token: str, op: str, now: float | None = None
+) -> None:
     """A media token opens one session's audio (it is compared with that session's record
     only) and only until it expires; refusals say which, never what the right token is."""
     media = record.get("media") or {}

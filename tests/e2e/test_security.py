@@ -395,3 +395,31 @@ async def test_a_client_that_stops_reading_and_sending_is_closed_with_a_reason(
                         reasons.append(json.loads(msg)["reason"])
         assert reasons and "client stalled" in reasons[-1], reasons
     assert ws.close_code == 1008
+
+
+async def test_the_user_quota_holds_across_two_ingress_replicas(
+    backend: Any, backend_holder: Any, http: httpx.AsyncClient
+) -> None:
+    """A burst for one user through two replicas: admission counts in the one registry."""
+    from ray import serve
+
+    import serve_app
+
+    config = make_config(max_sessions_per_user=3)
+    port = backend_holder.port
+    await asyncio.to_thread(serve_app.deploy, "local", config, port=port, replicas=2)
+    try:
+        burst = await asyncio.gather(*(create(http, "bursty") for _ in range(8)))
+        statuses = sorted(r.status_code for r in burst)
+        assert statuses == [201] * 3 + [429] * 5, [r.text for r in burst]
+        assert all(
+            r.json()["error"]["code"] == "rate_limit_exceeded"
+            for r in burst[3:]
+            if r.status_code == 429
+        )
+        assert (await create(http, "calm")).status_code == 201
+        status = await asyncio.to_thread(serve.status)
+        ingress = status.applications[serve_app.APP_NAME].deployments["VoiceIngress"]
+        assert ingress.replica_states.get("RUNNING") == 2
+    finally:
+        await asyncio.to_thread(serve_app.deploy, "local", make_config(), port=port, replicas=1)
