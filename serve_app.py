@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,32 @@ class VoiceIngress:
             check_owner(principal, await self.sup.require_session(session_id), "close_session")
         await self.sup.close_session(session_id)
         return Response(status_code=204)
+
+    @api.post(
+        "/v1/sessions/{session_id}/media_token",
+        tags=["media"],
+        responses=_errors(*AUTH_ERRORS, 404, 409),
+    )
+    async def http_media_token(self, session_id: str, request: Request) -> dict[str, Any]:
+        """A fresh media token for the session's owner (e.g. to reconnect after the first one
+        expired); the old token stops working. Only for media this backend serves itself."""
+        principal = await self._auth(request)
+        rec = await self.sup.require_session(session_id)
+        check_owner(principal, rec, "media_token")
+        media = dict(rec.get("media") or {})
+        if f"/v1/sessions/{session_id}/" not in str(media.get("url", "")):  # e.g. a LiveKit room
+            raise BackendError(
+                "media_token",
+                ErrorCode.SESSION_ALREADY_ACTIVE,
+                "this session's media token comes from its provider; it cannot be renewed here",
+            )
+        ttl = (await self.sup.config()).media_token_ttl
+        media.update(token=secrets.token_urlsafe(24), token_expires_at=time.time() + ttl)
+        if not await self.sup.registry.annotate.remote(session_id, {"media": media}):
+            raise BackendError(
+                "media_token", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
+            )
+        return {"token": media["token"], "token_expires_at": media["token_expires_at"]}
 
     @api.get(
         "/v1/health",

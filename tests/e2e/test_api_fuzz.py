@@ -23,7 +23,7 @@ from schemathesis.checks import (
 
 pytestmark = pytest.mark.ray
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 25
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -180,6 +180,12 @@ async def test_media_tokens_open_one_session_and_expire(
     code, event = await refused_audio(f"{a['media']['url']}?token={a['media']['token']}")
     assert code == 1008 and "expired" in event["message"]
     assert (await http.get(f"/v1/sessions/{a['session_id']}")).status_code == 200
+    # Its owner renews it (a control call); the new token opens the audio again.
+    fresh = (await http.post(f"/v1/sessions/{a['session_id']}/media_token")).json()
+    assert fresh["token"] != a["media"]["token"]
+    async with websockets.connect(f"{a['media']['url']}?token={fresh['token']}") as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await wait_for_event(ws, "pong")
 
 
 async def wait_for_event(ws: Any, kind: str) -> dict[str, Any]:
