@@ -292,9 +292,22 @@ def ray_log_text() -> str:
     )
 
 
+async def logs_with(marker: str) -> str | None:
+    text = await asyncio.to_thread(ray_log_text)
+    return text if marker in text else None
+
+
+def printer(marker: str) -> Any:
+    def show(record: dict[str, Any]) -> None:
+        print(marker, record["session_id"])  # lands in the session actor's log file
+
+    return show
+
+
 async def test_secrets_never_reach_logs_errors_or_config(
-    backend: Any, http: httpx.AsyncClient, hello_16k: bytes
+    hooks_reset: Any, http: httpx.AsyncClient, hello_16k: bytes
 ) -> None:
+    backend = hooks_reset
     from tests.fakes.cartesia import VALID_KEY, running_fake_cartesia
 
     wrong_provider_key = "sk-canary-" + uuid.uuid4().hex
@@ -303,6 +316,9 @@ async def test_secrets_never_reach_logs_errors_or_config(
     secrets = [VALID_KEY, wrong_provider_key, api_key, presented_wrong_key]
     bodies: list[str] = []
     auth = bearer(api_key)
+    # A positive control: a line a session actor prints must be found by the same search.
+    marker = "visible-canary-" + uuid.uuid4().hex
+    await backend.set_hooks(data_retention_hook=printer(marker))
     async with running_fake_cartesia() as fake:
         for key in (VALID_KEY, wrong_provider_key):
             options = {"api_key": key, "api_url": fake.base_url}
@@ -335,8 +351,8 @@ async def test_secrets_never_reach_logs_errors_or_config(
                 sid = session["session_id"]
                 bodies.append((await http.delete(f"/v1/sessions/{sid}", headers=auth)).text)
     await asyncio.sleep(2.0)  # log lines reach their files
-    logs = ray_log_text()
-    assert logs  # the check below looked at something
+    logs = await wait_for(lambda: logs_with(marker))
+    assert logs and marker in logs  # the search reaches the session actors' logs
     for secret in secrets:
         assert not any(secret in body for body in bodies), f"secret in a response: {secret[:6]}"
         assert secret not in logs, f"secret in the Ray logs: {secret[:6]}"
