@@ -17,10 +17,10 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import ray
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -159,6 +159,14 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
     return {**{k: rec.get(k) for k in keys}, "media": media}
 
 
+async def _authenticated(request: Request) -> Principal:
+    """The caller, as a FastAPI dependency: it runs before the body is validated, so a request
+    without a key learns nothing about what a valid body would be."""
+    client = request.client.host if request.client else None
+    creds = credentials_from(request.headers, request.method, request.url.path, client)
+    return await request.app.state.supervisor.authenticate(creds)
+
+
 async def _json(request: Request) -> Any:
     try:
         return await request.json()
@@ -199,11 +207,10 @@ class VoiceIngress:
         )
         self.sup.cache_config(ray.get(applied))
         BodySizeLimit.max_bytes = cfg.max_request_body_bytes
+        api.state.supervisor = self.sup  # for `_authenticated` (one ingress per replica process)
 
     async def _auth(self, request: Request) -> Principal:
-        client = request.client.host if request.client else None
-        creds = credentials_from(request.headers, request.method, request.url.path, client)
-        return await self.sup.authenticate(creds)
+        return await _authenticated(request)
 
     # -- HTTP ------------------------------------------------------------------------------
     @api.post(
@@ -212,8 +219,13 @@ class VoiceIngress:
         tags=["sessions"],
         responses=_errors(400, *AUTH_ERRORS, 409, 413, 422, 429, 502, 503, 504),
     )
-    async def http_create_session(self, body: SessionRequest, request: Request) -> dict[str, Any]:
-        check_acting_user(await self._auth(request), body.user_id, "create_session")
+    async def http_create_session(
+        self,
+        body: SessionRequest,
+        request: Request,
+        principal: Annotated[Principal, Depends(_authenticated)],  # before the body is checked
+    ) -> dict[str, Any]:
+        check_acting_user(principal, body.user_id, "create_session")
         sc = SessionConfig(**{**body.model_dump(), "agent": body.agent or DEFAULT_AGENT})
         rec = await self.sup.create_session(sc, _media_base_url(request))
         return _public(rec, with_token=True)

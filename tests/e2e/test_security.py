@@ -89,6 +89,8 @@ async def test_control_routes_need_a_key_and_refusals_change_nothing(
         assert_error(resp, 401, "authentication_failed")
         resp = await http.request(method, path, json=body, headers={"X-API-Key": "wrong" * 4})
         assert_error(resp, 401, "authentication_failed")
+    resp = await http.post("/v1/sessions", json={"user_id": 7, "transport": "x"})
+    assert_error(resp, 401, "authentication_failed")  # the key is checked before the body
     assert await keyed.list_sessions() == []  # the refused POSTs created nothing
     # Public: the health status for load balancers (no details), the page, the docs.
     health = (await http.get("/v1/health")).json()
