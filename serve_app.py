@@ -14,16 +14,19 @@ import hashlib
 import json
 import logging
 import os
+import secrets
+import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import ray
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
@@ -33,9 +36,17 @@ from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
 from actors.webhooks import apply_webhook
-from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
+from actors.websocket_relay import CLOSE_SESSION_ERROR, RelayLimits, relay
+from backend.auth import (
+    Principal,
+    check_acting_user,
+    check_media_token,
+    check_owner,
+    credentials_from,
+)
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
+from backend.http_limits import BodySizeLimit
 from backend.iface import Config, SessionConfig, SessionRequest, unmask_secrets
 
 log = logging.getLogger(__name__)
@@ -60,15 +71,38 @@ class WebRtcOffer(BaseModel):
     token: str = ""
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with (backend/errors.py)."""
+
+    error: ErrorDetail
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the errors it can answer with, so the schema is honest."""
+    return {s: {"model": ErrorBody} for s in statuses}
+
+
+AUTH_ERRORS = (401, 403)
 api = FastAPI(
     title="Voice backend",
     version="0.1.0",
-    description="Voice-agent sessions on Ray: admission, health, and an audio websocket.",
+    description="Voice-agent sessions on Ray: admission, health, and an audio websocket. "
+    "With API keys configured, control routes need `Authorization: Bearer <key>`.",
 )
+api.add_middleware(BodySizeLimit)
 
 
 def _error_response(err: BackendError) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if err.http_status == 503 else None
+    headers = None
+    if err.http_status in (429, 503):
+        retry = err.details.get("retry_after_s", RETRY_AFTER_S)
+        headers = {"Retry-After": str(retry)}
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
 
 
@@ -94,6 +128,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         "request", ErrorCode.INVALID_CONFIG, f"{field}: {msg}" if field else msg, field=field
     )
     return _error_response(body)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own refusals (unparseable body, unknown route, wrong method) in our shape."""
+    err = BackendError("request", ErrorCode.INVALID_FORMAT, str(exc.detail))
+    request.state.error_code = err.code.value
+    return JSONResponse(err.to_body(), status_code=exc.status_code, headers=exc.headers)
 
 
 @api.exception_handler(Exception)
@@ -123,6 +165,14 @@ def _public(rec: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
         "connection",
     )
     return {**{k: rec.get(k) for k in keys}, "media": media}
+
+
+async def _authenticated(request: Request) -> Principal:
+    """The caller, as a FastAPI dependency: it runs before the body is validated, so a request
+    without a key learns nothing about what a valid body would be."""
+    client = request.client.host if request.client else None
+    creds = credentials_from(request.headers, request.method, request.url.path, client)
+    return await request.app.state.supervisor.authenticate(creds)
 
 
 async def _json(request: Request) -> Any:
@@ -164,40 +214,111 @@ class VoiceIngress:
             cfg.model_dump(mode="json"), version.hexdigest()
         )
         self.sup.cache_config(ray.get(applied))
+        BodySizeLimit.max_bytes = cfg.max_request_body_bytes
+        api.state.supervisor = self.sup  # for `_authenticated` (one ingress per replica process)
+
+    async def _auth(self, request: Request) -> Principal:
+        return await _authenticated(request)
 
     # -- HTTP ------------------------------------------------------------------------------
-    @api.post("/v1/sessions", status_code=201, tags=["sessions"])
-    async def http_create_session(self, body: SessionRequest, request: Request) -> dict[str, Any]:
+    @api.post(
+        "/v1/sessions",
+        status_code=201,
+        tags=["sessions"],
+        responses=_errors(400, *AUTH_ERRORS, 409, 413, 422, 429, 502, 503, 504),
+    )
+    async def http_create_session(
+        self,
+        body: SessionRequest,
+        request: Request,
+        principal: Annotated[Principal, Depends(_authenticated)],  # before the body is checked
+    ) -> dict[str, Any]:
+        check_acting_user(principal, body.user_id, "create_session")
         sc = SessionConfig(**{**body.model_dump(), "agent": body.agent or DEFAULT_AGENT})
         rec = await self.sup.create_session(sc, _media_base_url(request))
         return _public(rec, with_token=True)
 
-    @api.get("/v1/sessions", tags=["sessions"])
-    async def http_list_sessions(self) -> dict[str, Any]:
-        return {"sessions": [_public(r) for r in await self.sup.list_sessions()]}
+    @api.get("/v1/sessions", tags=["sessions"], responses=_errors(*AUTH_ERRORS))
+    async def http_list_sessions(self, request: Request) -> dict[str, Any]:
+        """The caller's sessions (all of them for a service key, or with no keys configured)."""
+        principal = await self._auth(request)
+        records = await self.sup.list_sessions()
+        return {"sessions": [_public(r) for r in records if principal.may_act_for(r["user_id"])]}
 
-    @api.get("/v1/sessions/{session_id}", tags=["sessions"])
-    async def http_get_session(self, session_id: str) -> dict[str, Any]:
-        return _public(await self.sup.get_session(session_id))
+    @api.get("/v1/sessions/{session_id}", tags=["sessions"], responses=_errors(*AUTH_ERRORS, 404))
+    async def http_get_session(self, session_id: str, request: Request) -> dict[str, Any]:
+        principal = await self._auth(request)
+        rec = await self.sup.get_session(session_id)
+        check_owner(principal, rec, "get_session")
+        return _public(rec)
 
-    @api.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
-    async def http_close_session(self, session_id: str) -> Response:
+    @api.delete(
+        "/v1/sessions/{session_id}",
+        status_code=204,
+        tags=["sessions"],
+        responses=_errors(*AUTH_ERRORS, 404),
+    )
+    async def http_close_session(self, session_id: str, request: Request) -> Response:
+        principal = await self._auth(request)
+        if principal.user_id is not None:  # a user's key: only that user's sessions
+            check_owner(principal, await self.sup.require_session(session_id), "close_session")
         await self.sup.close_session(session_id)
         return Response(status_code=204)
 
-    @api.get("/v1/health", tags=["health"])
-    async def http_health(self) -> JSONResponse:
-        health = await self.sup.health()
-        return JSONResponse(health, status_code=503 if health["status"] == "unhealthy" else 200)
+    @api.post(
+        "/v1/sessions/{session_id}/media_token",
+        tags=["media"],
+        responses=_errors(*AUTH_ERRORS, 404, 409),
+    )
+    async def http_media_token(self, session_id: str, request: Request) -> dict[str, Any]:
+        """A fresh media token for the session's owner (e.g. to reconnect after the first one
+        expired); the old token stops working. Only for media this backend serves itself."""
+        principal = await self._auth(request)
+        rec = await self.sup.require_session(session_id)
+        check_owner(principal, rec, "media_token")
+        media = dict(rec.get("media") or {})
+        if f"/v1/sessions/{session_id}/" not in str(media.get("url", "")):  # e.g. a LiveKit room
+            raise BackendError(
+                "media_token",
+                ErrorCode.SESSION_ALREADY_ACTIVE,
+                "this session's media token comes from its provider; it cannot be renewed here",
+            )
+        ttl = (await self.sup.config()).media_token_ttl
+        media.update(token=secrets.token_urlsafe(24), token_expires_at=time.time() + ttl)
+        if not await self.sup.registry.annotate.remote(session_id, {"media": media}):
+            raise BackendError(
+                "media_token", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
+            )
+        return {"token": media["token"], "token_expires_at": media["token_expires_at"]}
 
-    @api.get("/v1/capacity", tags=["health"])
-    async def http_capacity(self) -> dict[str, Any]:
+    @api.get(
+        "/v1/health",
+        tags=["health"],
+        responses={503: {"description": "unhealthy: the same report, status 'unhealthy'"}},
+    )
+    async def http_health(self, request: Request) -> JSONResponse:
+        """Public, for load balancers: the status; the details (session ids, nodes) only to a
+        service key, or to anyone when no keys are configured."""
+        health = await self.sup.health()
+        code = 503 if health["status"] == "unhealthy" else 200
+        try:
+            principal = await self._auth(request)
+        except BackendError:
+            principal = Principal("", "anonymous")
+        if principal.user_id is not None:
+            health = {k: health[k] for k in ("status", "last_check") if k in health}
+        return JSONResponse(health, status_code=code)
+
+    @api.get("/v1/capacity", tags=["health"], responses=_errors(*AUTH_ERRORS))
+    async def http_capacity(self, request: Request) -> dict[str, Any]:
         """Sessions, free `voice_session` slots and the warm pool, per node: what an autoscaler
         (or a load balancer in front of several clusters) scales on."""
+        await self._auth(request)
         return await self.sup.capacity()
 
-    @api.get("/v1/config", tags=["config"])
-    async def http_config(self) -> dict[str, Any]:
+    @api.get("/v1/config", tags=["config"], responses=_errors(*AUTH_ERRORS))
+    async def http_config(self, request: Request) -> dict[str, Any]:
+        await self._auth(request)
         return (await self.sup.config()).public_dict()
 
     @api.get("/v1", tags=["config"])
@@ -215,17 +336,19 @@ class VoiceIngress:
             return JSONResponse(body, status_code=404)
         return FileResponse(WEB_DIR / name, media_type=WEB_FILES[name])
 
-    @api.post("/v1/sessions/{session_id}/webrtc/offer", tags=["media"])
+    @api.post(
+        "/v1/sessions/{session_id}/webrtc/offer",
+        tags=["media"],
+        responses=_errors(400, 401, 404, 409, 413, 422, 502, 504),
+    )
     async def http_webrtc_offer(self, session_id: str, body: WebRtcOffer) -> dict[str, Any]:
-        """SDP offer in, SDP answer out: the session terminates the peer connection itself."""
+        """SDP offer in, SDP answer out: the session terminates the peer connection itself.
+        Authorised by the session's media token (short-lived, this session only)."""
         rec = await self.sup.require_session(session_id)
-        if not body.token or body.token != (rec.get("media") or {}).get("token"):
-            raise BackendError(
-                "webrtc.offer",
-                ErrorCode.AUTHENTICATION_FAILED,
-                "token: missing or wrong",
-                field="token",
-            )
+        try:
+            check_media_token(rec, body.token, "webrtc.offer")
+        except BackendError as err:
+            raise BackendError(err.op, err.code, err.message, field="token") from None
         if rec.get("transport") != "webrtc":
             raise BackendError(
                 "webrtc.offer",
@@ -246,10 +369,7 @@ class VoiceIngress:
         await ws.accept()
         try:
             rec = await self.sup.require_session(session_id)
-            if not token or token != (rec.get("media") or {}).get("token"):
-                raise BackendError(
-                    "websocket", ErrorCode.AUTHENTICATION_FAILED, "missing or wrong session token"
-                )
+            check_media_token(rec, token, "websocket")
             actor = await self.sup.session_ref(rec)
             codec = self.sup.wire_codec(rec)
             upstream = await self.sup.media_upstream(rec)
@@ -262,22 +382,42 @@ class VoiceIngress:
         if upstream is not None:  # the provider's bot answers; the session keeps the call
             await proxy(ws, actor, upstream)
         else:
-            await relay(ws, actor, codec)
+            limits = RelayLimits(
+                max_frame_bytes=self.sup._config.max_frame_bytes,
+                output_bytes_per_s=2 * int(rec.get("output_sample_rate_hz") or 16000),
+                stall_timeout_s=self.sup._config.client_stall_timeout,
+            )
+
+            async def on_stall(reason: str) -> None:
+                with contextlib.suppress(BackendError):
+                    await self.sup.close_session(session_id, reason)
+
+            await relay(ws, actor, codec, limits, on_stall)
 
     # -- LiveKit webhooks (provider livekit; signature checked with the API secret) ---------
-    @api.post("/v1/livekit/webhook", tags=["livekit"])
+    @api.post(
+        "/v1/livekit/webhook",
+        tags=["livekit"],
+        responses=_errors(400, *AUTH_ERRORS, 404, 413, 422, 502),
+    )
     async def http_livekit_webhook(self, request: Request) -> dict[str, Any]:
         body = (await request.body()).decode("utf-8", errors="replace")
         return await apply_webhook(self.sup, body, request.headers.get("authorization", ""))
 
     # -- Vapi (provider "vapi"): its server-URL webhook and its custom LLM -----------------
-    @api.post("/v1/vapi/webhook", tags=["vapi"])
+    @api.post(
+        "/v1/vapi/webhook", tags=["vapi"], responses=_errors(400, *AUTH_ERRORS, 404, 413, 422, 502)
+    )
     async def http_vapi_webhook(self, request: Request) -> dict[str, Any]:
         return await vapi_bridge.handle_webhook(
             self.sup, dict(request.headers), await _json(request)
         )
 
-    @api.post("/v1/vapi/{session_id}/chat/completions", tags=["vapi"])
+    @api.post(
+        "/v1/vapi/{session_id}/chat/completions",
+        tags=["vapi"],
+        responses=_errors(400, *AUTH_ERRORS, 404, 413, 422, 502),
+    )
     async def http_vapi_chat(self, session_id: str, request: Request) -> StreamingResponse:
         body = await _json(request)
         stream = await vapi_bridge.chat_completion(
@@ -285,9 +425,17 @@ class VoiceIngress:
         )
         return StreamingResponse(stream, media_type="text/event-stream")
 
-    @api.get("/v1/vapi/calls/{session_id}", tags=["vapi"])
-    async def http_vapi_call(self, session_id: str) -> dict[str, Any]:
+    @api.get(
+        "/v1/vapi/calls/{session_id}",
+        tags=["vapi"],
+        responses=_errors(400, *AUTH_ERRORS, 404, 413, 422, 502),
+    )
+    async def http_vapi_call(self, session_id: str, request: Request) -> dict[str, Any]:
         """The call behind a session, and Vapi's end-of-call report once it has come."""
+        if (await self._auth(request)).user_id is not None:
+            raise BackendError(
+                "vapi.call", ErrorCode.AUTHORIZATION_FAILED, "call reports need a service key"
+            )
         provider = vapi_bridge._provider(self.sup)
         call = provider.calls.get(session_id)
         report = provider.reports.get(session_id)
@@ -309,6 +457,11 @@ class VoiceIngress:
 
     async def api_close_session(self, session_id: str) -> dict[str, Any]:
         return await _envelope(self.sup.close_session(session_id))
+
+    async def api_set_hooks(self, hooks: dict[str, bytes]) -> dict[str, Any]:
+        """Packed `auth_hook`/`rate_limiter`/`data_retention_hook` (backend/auth.py), kept by
+        the registry so every replica, and every replica started later, applies them."""
+        return await _envelope(self.sup.set_hooks(hooks))
 
     async def api_close_all(self, reason: str) -> dict[str, Any]:
         return await _envelope(self.sup.close_all(reason))

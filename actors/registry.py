@@ -24,8 +24,10 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors import metrics
+from actors.hooks import SecurityState
 from actors.session_actor import SESSION_RESOURCE, WorkerProfile, stage_options
 from actors.warm_pool import WarmPool, Worker
+from backend.auth import check_rate, check_user_quota
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config
 from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
@@ -81,6 +83,7 @@ class SessionRegistry:
         self._wake = asyncio.Event()
         self._requested_slots = -1
         self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
+        self.security = SecurityState()
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -139,6 +142,7 @@ class SessionRegistry:
             raise BackendError(
                 "create_session", ErrorCode.SESSION_ALREADY_ACTIVE, f"{session_id} exists"
             )
+        check_user_quota(self.records, record.get("user_id", ""), self.config.max_sessions_per_user)
         worker = self.pool.take(session_id)
         if worker is None:
             raise BackendError(
@@ -213,6 +217,26 @@ class SessionRegistry:
             return False
         rec.update(updates)
         return True
+
+    # -- security: hooks for every replica, and the cluster-wide rate limit -----------------
+    def set_hooks(self, hooks: dict[str, bytes]) -> int:
+        return self.security.set_hooks(hooks)
+
+    def auth_view(self, config_rev: int, hooks_rev: int) -> dict[str, Any]:
+        """What an ingress replica needs to authenticate a request: the config and the hooks,
+        each only if it changed since the revision the replica holds."""
+        out: dict[str, Any] = {"hooks_rev": self.security.hooks_rev}
+        if config_rev != self.rev:
+            out["config"] = self.get_config()
+        if hooks_rev != self.security.hooks_rev:
+            out["hooks"] = dict(self.security.hooks)
+        return out
+
+    async def check_rate(self, user_id: str, hooks_rev: int = -1) -> dict[str, Any]:
+        """Session creation rate per user: one limiter for the whole cluster. Returns the hooks
+        if the caller's are older than `hooks_rev` (a session's spec carries its retention hook)."""
+        await check_rate(self.security.limiter(self.config.session_rate_per_user), user_id)
+        return self.auth_view(self.rev, hooks_rev)
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:

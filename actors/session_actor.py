@@ -27,9 +27,11 @@ from typing import Any
 import psutil
 import ray
 
+from actors.hooks import run_retention_hook
 from actors.metrics import record_turn
 from actors.observability import ObservedSession
 from actors.stage_actors import RemoteSTT, RemoteTTS, placement, start_s2s_stage, start_stages
+from backend.auth import retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
 from pipelines.endpointing import EndpointingConfig
@@ -95,6 +97,7 @@ class SessionSpec:
     transport_options: dict[str, Any] = field(default_factory=dict)  # e.g. WebRtcOptions
     agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
     trace_context: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the create
+    retention_hook: bytes | None = None  # the cloudpickled data_retention_hook, run at close
 
 
 def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
@@ -229,6 +232,21 @@ class SessionActor(ObservedSession):
         self.sessions_served += 1
         return {**where, "sessions_served": self.sessions_served}
 
+    async def _retain(self, reason: str) -> None:
+        """Data retention at session end: the hook gets what is configured to be kept; the
+        transcript is dropped here either way, so nothing returns it afterwards."""
+        assert self.runtime is not None
+        if self.spec is not None:
+            config = Config(**self.spec.config)
+            record = retention_record(
+                self.runtime.info(),
+                self.spec.user_id,
+                reason,
+                retain_transcripts=config.retain_transcripts,
+            )
+            await run_retention_hook(self.spec.retention_hook, record, config.timeout)
+        self.runtime.ctx.history.clear()
+
     async def _drop_s2s(self) -> None:
         if self._s2s is not None:
             with contextlib.suppress(Exception):
@@ -239,6 +257,7 @@ class SessionActor(ObservedSession):
         """End the bound session; report what the registry needs to keep or recycle this worker."""
         if self.runtime is not None:
             await self.runtime.aclose(reason)
+            await self._retain(reason)
         if self.media is not None:
             with contextlib.suppress(Exception):
                 await self.media.aclose()
@@ -347,9 +366,15 @@ class SessionActor(ObservedSession):
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def poll(
-        self, audio: bool = True, events: bool = True, timeout_s: float = 10.0
+        self,
+        audio: bool = True,
+        events: bool = True,
+        timeout_s: float = 10.0,
+        max_audio_bytes: int | None = None,
     ) -> dict[str, Any]:
-        return await self._rt().outbox.poll(audio=audio, events=events, timeout_s=timeout_s)
+        return await self._rt().outbox.poll(
+            audio=audio, events=events, timeout_s=timeout_s, max_audio_bytes=max_audio_bytes
+        )
 
     # -- control ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

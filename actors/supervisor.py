@@ -19,10 +19,12 @@ import ray
 
 from actors import metrics, observability
 from actors.errors import as_backend_error
+from actors.hooks import load_hook
 from actors.registry import REGISTRY_NAME, SessionRegistry
 from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec, stage_options
 from actors.session_ref import SessionRef
 from backend import tracing
+from backend.auth import Credentials, Principal, authenticate, refuse_all
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from pipelines.audio import PIPELINE_RATE_HZ
@@ -63,6 +65,9 @@ class Supervisor:
         self._provider_health: tuple[float, dict[str, Any]] = (0.0, {})
         self.replica_id = _replica_id()
         self._reaping: asyncio.Task[None] | None = None
+        self._hooks: dict[str, bytes] = {}  # packed user hooks (backend/auth.py), from the registry
+        self._hooks_rev = -1
+        self._auth_hook: Any = None
 
     def cache_config(self, values: dict[str, Any]) -> Config:
         values = dict(values)
@@ -90,6 +95,29 @@ class Supervisor:
     async def config(self) -> Config:
         """The registry's config is the truth: another replica may have updated it."""
         return self.cache_config(await self.registry.get_config.remote())
+
+    # -- security (backend/auth.py) --------------------------------------------------------
+    def _take_hooks(self, view: dict[str, Any]) -> None:
+        if "hooks" in view:
+            self._hooks = view["hooks"]
+            try:
+                self._auth_hook = load_hook(self._hooks.get("auth_hook"))
+            except Exception as exc:  # fail closed: refuse requests rather than let them in
+                log.error("auth_hook could not be loaded here: %s", type(exc).__name__)
+                self._auth_hook = refuse_all
+        self._hooks_rev = view.get("hooks_rev", self._hooks_rev)
+
+    async def authenticate(self, creds: Credentials) -> Principal:
+        """The caller of an HTTP request; the registry's keys and hooks are the truth, so a key
+        revoked through any replica is refused by all of them at once."""
+        view = await self.registry.auth_view.remote(self._rev, self._hooks_rev)
+        if "config" in view:
+            self.cache_config(view["config"])
+        self._take_hooks(view)
+        return await authenticate(creds, self._config.api_keys, self._auth_hook)
+
+    async def set_hooks(self, hooks: dict[str, bytes]) -> int:
+        return await self.registry.set_hooks.remote(hooks)
 
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
@@ -143,6 +171,10 @@ class Supervisor:
             "ingress_replica": self.replica_id,
         }
         started = time.monotonic()
+        try:
+            self._take_hooks(await self.registry.check_rate.remote(sc.user_id, self._hooks_rev))
+        except Exception as exc:
+            raise as_backend_error("create_session", exc) from None
         res = await self._reserve(sc, session_id, record)
         config, worker = self._config, res["worker"]
         opened = False
@@ -150,6 +182,7 @@ class Supervisor:
             media = await self.provider.open_session(session_id, sc.user_id, media_base_url)
             opened = True
             media_info, transport_options = media.model_dump(), {}
+            media_info["token_expires_at"] = time.time() + config.media_token_ttl
             if sc.transport == "webrtc":
                 media_info, transport_options = webrtc_media(
                     media_info, session_id, media_base_url, self.provider.webrtc_options()
@@ -180,6 +213,7 @@ class Supervisor:
                 transport_options=transport_options,
                 agent_transport=agent_transport,
                 trace_context=tracing.inject(),
+                retention_hook=self._hooks.get("data_retention_hook"),
             )
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await worker.start.remote(spec)

@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -26,32 +29,82 @@ POLL_TIMEOUT_S = 10.0
 MAX_FRAMES_PER_CALL = 64
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 CLOSE_SESSION_ERROR = 1011
+MAX_TEXT_BYTES = 4096  # control messages are tiny JSON
+_closing: set[asyncio.Future[Any]] = set()  # stalled sessions being closed (kept from GC)
 
 
-async def relay(ws: WebSocket, actor: Any, codec: WireCodec | None = None) -> None:
+@dataclass(frozen=True)
+class RelayLimits:
+    """What one connection may cost. Inbound: frames over `max_frame_bytes` are refused with an
+    error event, and at most `max_queued_frames` wait for the session (then the relay stops
+    reading, and TCP slows the client down). Outbound: reply audio goes out at most `ahead_s`
+    ahead of real time, so a client that does not read cannot make the ingress buffer more than
+    that; the rest waits in the session's bounded outbox."""
+
+    max_frame_bytes: int = 256 * 1024
+    max_queued_frames: int = 256
+    output_bytes_per_s: int = 32_000  # PCM16 mono at the session's output rate
+    ahead_s: float = 20.0
+    # A native client streams its microphone (or sends {"type": "ping"}); one that sends
+    # nothing for this long is stalled, and its session is closed with that reason.
+    stall_timeout_s: float | None = None
+
+
+class _Pacer:
+    """Real-time pacing of reply audio: `clock` is when the audio sent so far ends playing."""
+
+    def __init__(self, bytes_per_s: int, ahead_s: float) -> None:
+        self.rate = float(max(1, bytes_per_s))
+        self.ahead_s = ahead_s
+        self.clock = 0.0
+
+    def budget(self) -> int:
+        now = time.monotonic()
+        return int((now + self.ahead_s - max(self.clock, now)) * self.rate)
+
+    def spent(self, n: int) -> None:
+        self.clock = max(self.clock, time.monotonic()) + n / self.rate
+
+    def refill_s(self) -> float:
+        return max(0.02, self.clock - time.monotonic() - self.ahead_s + 0.02)
+
+
+async def relay(
+    ws: WebSocket,
+    actor: Any,
+    codec: WireCodec | None = None,
+    limits: RelayLimits | None = None,
+    on_stall: Callable[[str], Awaitable[Any]] | None = None,
+) -> None:
     """Run until the client leaves or the session closes; the session itself stays alive when
     the client disconnects (it may reconnect) — closing it is `DELETE /v1/sessions/{id}`.
 
     `codec`: another ecosystem's wire format (the session's provider picks it); None is the
-    native protocol."""
+    native protocol. `on_stall(reason)` closes the session of a stalled client."""
+    limits = limits or RelayLimits()
+    stalled: list[str] = []  # the reason, once the client is found stalled
     await actor.start_media.remote()
-    inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+    inbound: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=limits.max_queued_frames)
     if codec is not None:
         await _send_all(ws, codec.on_connect())
     tasks = [
-        asyncio.create_task(_receive(ws, inbound, codec)),
+        asyncio.create_task(_receive(ws, inbound, codec, limits, on_stall, stalled)),
         asyncio.create_task(_push(actor, inbound)),
-        asyncio.create_task(_send(ws, actor, codec)),
+        asyncio.create_task(_send(ws, actor, codec, limits)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
             if not t.cancelled() and (exc := t.exception()) is not None:
                 raise exc
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as gone:
+        log.info("websocket client left (code %s)", gone.code)
     except Exception as exc:  # tell the client, never a stack trace
+        if stalled:  # the session was closed under the send loop: say why, not what broke
+            await _close(ws, CLOSE_POLICY, {"type": "closed", "reason": stalled[0]})
+            return
         err = as_backend_error("websocket", exc)
         log.warning("websocket relay ended: %s", err)
         await _close(ws, CLOSE_SESSION_ERROR, {"type": "error", **err.to_body()["error"]})
@@ -65,24 +118,55 @@ async def relay(ws: WebSocket, actor: Any, codec: WireCodec | None = None) -> No
 
 
 async def _receive(
-    ws: WebSocket, inbound: asyncio.Queue[bytes | None], codec: WireCodec | None
+    ws: WebSocket,
+    inbound: asyncio.Queue[bytes | None],
+    codec: WireCodec | None,
+    limits: RelayLimits,
+    on_stall: Callable[[str], Awaitable[Any]] | None = None,
+    stalled: list[str] | None = None,
 ) -> None:
+    stall_s = limits.stall_timeout_s if codec is None and on_stall is not None else None
     while True:
-        msg = await ws.receive()
+        try:
+            async with asyncio.timeout(stall_s):
+                msg = await ws.receive()
+        except TimeoutError:
+            assert on_stall is not None
+            reason = f"client stalled: nothing received for {stall_s:g} s"
+            log.warning("closing a session: %s", reason)
+            if stalled is not None:
+                stalled.append(reason)
+            closing = asyncio.ensure_future(on_stall(reason))
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+            await asyncio.shield(closing)  # the session's `closed` event ends the send loop
+            await asyncio.Event().wait()  # the send loop finishes the connection
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", CLOSE_GOING_AWAY))
+        data = msg["bytes"] if msg.get("bytes") is not None else msg.get("text") or ""
+        limit = limits.max_frame_bytes if isinstance(data, bytes) else MAX_TEXT_BYTES
+        if len(data) > limit:  # refused before it is decoded, queued or sent anywhere
+            await _error(
+                ws,
+                f"frame too large: {len(data)} bytes; the limit is {limit} "
+                "(send audio in frames of 20-100 ms)",
+            )
+            continue
         if codec is not None:
-            data = msg["bytes"] if msg.get("bytes") is not None else msg.get("text") or ""
             decoded = codec.decode(data)
             for pcm in decoded.audio:
-                inbound.put_nowait(pcm)
+                await inbound.put(pcm)
             await _send_all(ws, decoded.replies)
             if decoded.close:  # the client ended the conversation
                 return
-        elif msg.get("bytes") is not None:
-            inbound.put_nowait(msg["bytes"])
-        elif msg.get("text") is not None:
-            await _control(ws, msg["text"])
+        elif isinstance(data, bytes):
+            await inbound.put(data)  # a full queue stops reading: TCP slows the client down
+        else:
+            await _control(ws, data)
+
+
+async def _error(ws: WebSocket, message: str) -> None:
+    await ws.send_text(json.dumps({"type": "error", "code": "invalid_format", "message": message}))
 
 
 async def _control(ws: WebSocket, text: str) -> None:
@@ -116,11 +200,18 @@ async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
         metrics.audio_bytes("in", sum(len(f) for f in frames if f is not None))
 
 
-async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None) -> None:
+async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None, limits: RelayLimits) -> None:
+    pacer = _Pacer(limits.output_bytes_per_s, limits.ahead_s)
     while True:
-        out = await actor.poll.remote(True, True, POLL_TIMEOUT_S)
+        budget = pacer.budget()
+        wait_s = POLL_TIMEOUT_S if budget > 0 else min(POLL_TIMEOUT_S, pacer.refill_s())
+        out = await actor.poll.remote(True, True, wait_s, max(0, budget))
+        if not out["items"] and not out["closed"] and budget <= 0:
+            await asyncio.sleep(pacer.refill_s())  # audio is held back: wait for its time
         metrics.audio_bytes("out", sum(len(p) for kind, p in out["items"] if kind == "audio"))
         for kind, payload in out["items"]:
+            if kind == "audio":
+                pacer.spent(len(payload))
             if codec is not None:
                 wire = (
                     codec.encode_audio(payload) if kind == "audio" else codec.encode_event(payload)

@@ -17,7 +17,9 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError
 
 import serve_app
+from actors.hooks import pack_hooks
 from actors.session_ref import SessionRef
+from backend.auth import AuthHook, DataRetentionHook, RateLimiter
 from backend.errors import BackendError, ErrorCode
 from backend.iface import (
     Config,
@@ -257,6 +259,22 @@ class VoiceBackend:
         """Sessions, free `voice_session` slots and the warm pool, cluster-wide and per node."""
         return await self._rpc("capacity", "api_capacity")
 
+    async def set_hooks(
+        self,
+        *,
+        auth_hook: AuthHook | None = None,
+        rate_limiter: RateLimiter | None = None,
+        data_retention_hook: DataRetentionHook | None = None,
+    ) -> None:
+        """Replace the security hooks (None clears one). They are cloudpickled here and kept by
+        the cluster's registry: every ingress replica authenticates HTTP requests with the
+        `auth_hook`, the registry applies the `rate_limiter` to session creation cluster-wide,
+        and each session's actor runs the `data_retention_hook` when the session ends."""
+        packed = pack_hooks(
+            auth_hook=auth_hook, rate_limiter=rate_limiter, data_retention_hook=data_retention_hook
+        )
+        await self._rpc("set_hooks", "api_set_hooks", packed)
+
     async def update_config(self, config: Config) -> Config:
         """Takes effect for what follows: a lowered cap refuses new sessions, live ones stay."""
         applied = Config(
@@ -273,9 +291,18 @@ async def new_backend(
     address: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    auth_hook: AuthHook | None = None,
+    rate_limiter: RateLimiter | None = None,
+    data_retention_hook: DataRetentionHook | None = None,
 ) -> VoiceBackend:
     """Join the Ray cluster (`address`, RAY_ADDRESS) or start a local one, then start the
-    supervisor on it — or reconfigure the one already running there."""
+    supervisor on it — or reconfigure the one already running there.
+
+    This Python API is trusted in-cluster code (no API key); the hooks apply to HTTP callers
+    and to every session (see `VoiceBackend.set_hooks`)."""
+    hooks = pack_hooks(
+        auth_hook=auth_hook, rate_limiter=rate_limiter, data_retention_hook=data_retention_hook
+    )
     config = config or Config(provider=provider)
     if provider not in BACKENDS:
         raise BackendError(
@@ -303,6 +330,7 @@ async def new_backend(
     else:
         handle = await asyncio.to_thread(serve_app.deploy, provider, config, host=host, port=port)
         backend = VoiceBackend(provider, config, handle, f"ws://{host}:{port}")
+    await backend._rpc("set_hooks", "api_set_hooks", hooks)
     await backend.health_check()
     return backend
 

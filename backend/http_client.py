@@ -71,9 +71,15 @@ async def send_realtime(
 
 
 class HttpClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        timeout_s: float = 60.0,
+        api_key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     async def aclose(self) -> None:
         await self._http.aclose()

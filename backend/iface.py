@@ -140,6 +140,28 @@ class Config(_Model):
     # OTLP/HTTP traces URL (http://collector:4318/v1/traces) or "console"; None: each process's
     # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT (backend/tracing.py).
     tracing_endpoint: str | None = Field(default=None, max_length=2048)
+    # -- security (backend/auth.py; README "Security") ------------------------------------
+    # Control-plane API keys; none = an open API (the dev default). Kept as SHA-256 digests
+    # from validation on, so a dump of the config never holds a key. "k1=alice,k2" binds k1 to
+    # user alice (it sees and closes only her sessions); k2 is a service key (any user).
+    api_keys: list[dict[str, Any]] = Field(default_factory=list, repr=False)
+    media_token_ttl: float = Field(
+        default=300.0, ge=1.0, le=86_400.0, description="seconds a session's media token opens it"
+    )
+    max_sessions_per_user: int = Field(default=0, ge=0, description="0: unlimited")
+    session_rate_per_user: float = Field(
+        default=0.0, ge=0.0, le=1_000_000.0, description="sessions a user may create per minute"
+    )
+    retain_transcripts: bool = True  # hand the transcript to the data_retention_hook at close
+    max_request_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    max_frame_bytes: int = Field(default=256 * 1024, ge=1024, le=16 << 20)
+    client_stall_timeout: float = Field(
+        default=120.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds a websocket client may send nothing (audio or ping) before its "
+        "session is closed",
+    )
 
     _durations = field_validator(
         "latency_target",
@@ -149,8 +171,17 @@ class Config(_Model):
         "max_endpointing_delay",
         "min_interruption_duration",
         "health_check_interval",
+        "media_token_ttl",
+        "client_stall_timeout",
         mode="before",
     )(_seconds)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, v: Any) -> list[dict[str, Any]]:
+        from backend.auth import parse_api_keys
+
+        return parse_api_keys(v)
 
     @field_validator("provider", "vad_provider", "turn_detection_provider")
     @classmethod
@@ -193,6 +224,7 @@ class Config(_Model):
         data["stage_provider_config"] = {
             name: mask_secrets(values) for name, values in self.stage_provider_config.items()
         }
+        data["api_keys"] = [{**k, "key_sha256": "***"} for k in data["api_keys"]]
         return data
 
 

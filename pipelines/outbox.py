@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any, Literal
 
 MAX_ITEMS = 4000  # ~80 s of 20 ms audio chunks
+MAX_AUDIO_BYTES = 8 << 20  # ~4 min of 16 kHz audio; also bounds a few very large chunks
 AUDIO: Literal["audio"] = "audio"
 EVENT: Literal["event"] = "event"
 
@@ -22,12 +23,27 @@ class Outbox:
         self._changed = asyncio.Event()
         self.closed = False
         self.audio_bytes_out = 0
+        self.audio_dropped_bytes = 0  # dropped unread: the client was not reading
 
     def put_audio(self, pcm16: bytes) -> None:
         if pcm16:
             self._items.append((AUDIO, pcm16))
             self.audio_bytes_out += len(pcm16)
+            self._bound_audio()
             self._changed.set()
+
+    def _bound_audio(self) -> None:
+        queued = sum(len(p) for k, p in self._items if k == AUDIO)
+        if queued <= MAX_AUDIO_BYTES:
+            return
+        kept: deque[tuple[str, Any]] = deque(maxlen=MAX_ITEMS)
+        for item in self._items:  # the oldest audio goes first, events stay
+            if item[0] == AUDIO and queued > MAX_AUDIO_BYTES:
+                queued -= len(item[1])
+                self.audio_dropped_bytes += len(item[1])
+            else:
+                kept.append(item)
+        self._items = kept
 
     def put_event(self, event: dict[str, Any]) -> None:
         self._items.append((EVENT, event))
@@ -70,18 +86,46 @@ class Outbox:
             self._items = deque((i for i in self._items if i[0] not in kinds), maxlen=MAX_ITEMS)
         return taken
 
+    def _take_budget(self, max_audio_bytes: int) -> list[tuple[str, Any]]:
+        """Items in order, stopping before the audio chunk that would pass the budget (a first
+        chunk larger than a non-zero budget still goes, so nothing starves)."""
+        taken: list[tuple[str, Any]] = []
+        spent = 0
+        while self._items:
+            kind, payload = self._items[0]
+            if kind == AUDIO:
+                if spent + len(payload) > max_audio_bytes and (spent or max_audio_bytes <= 0):
+                    break
+                spent += len(payload)
+            taken.append(self._items.popleft())
+        return taken
+
     async def poll(
-        self, *, audio: bool = True, events: bool = True, timeout_s: float = 10.0
+        self,
+        *,
+        audio: bool = True,
+        events: bool = True,
+        timeout_s: float = 10.0,
+        max_audio_bytes: int | None = None,
     ) -> dict[str, Any]:
         """Wait until something of the wanted kinds is queued (or timeout/close); take it all.
 
+        `max_audio_bytes` (both kinds wanted): a paced consumer's budget; audio past it, and
+        whatever follows it, stays queued — bounded here, and still droppable on barge-in.
         Returns {"items": [(kind, payload), ...] in order, "closed": bool}.
         """
         kinds = {k for k, wanted in ((AUDIO, audio), (EVENT, events)) if wanted}
+        budgeted = max_audio_bytes is not None and len(kinds) == 2
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            items = self._take(kinds)
+            if budgeted:
+                assert max_audio_bytes is not None
+                items = self._take_budget(max_audio_bytes)
+                if not items and self.closed and self._items:
+                    return {"items": [], "closed": False}  # held back: not closed for the reader
+            else:
+                items = self._take(kinds)
             if items or self.closed:
                 return {"items": items, "closed": self.closed and not self._has(kinds)}
             remaining = deadline - loop.time()
