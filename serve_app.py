@@ -36,6 +36,7 @@ from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
+from providers.pipecat.smallwebrtc import SmallWebRtcCodec, SmallWebRtcOffer, SmallWebRtcPatch
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,57 @@ class VoiceIngress:
                 return await actor.webrtc_offer.remote(body.sdp, body.type)
         except Exception as exc:
             raise as_backend_error("webrtc.offer", exc) from None
+
+    # -- Pipecat SmallWebRTC signalling (provider pipecat, transport webrtc) ----------------
+    @api.post("/v1/sessions/{session_id}/pipecat/offer", tags=["pipecat"])
+    async def http_pipecat_offer(
+        self, session_id: str, body: SmallWebRtcOffer, token: str = Query("")
+    ) -> dict[str, Any]:
+        """A Pipecat client's SmallWebRTC offer (`webrtcUrl`); the same `pc_id` renegotiates."""
+        rec, actor = await self._smallwebrtc_session(session_id, token or body.token())
+        codec = self.sup.wire_codec(rec)
+        assert codec is not None  # a pipecat session's
+        channel = SmallWebRtcCodec(codec.media)
+        try:
+            async with asyncio.timeout(OFFER_TIMEOUT_S):
+                return await actor.webrtc_offer.remote(
+                    body.sdp, body.type, channel, body.pc_id, bool(body.restart_pc)
+                )
+        except Exception as exc:
+            raise as_backend_error("webrtc.offer", exc) from None
+
+    @api.patch("/v1/sessions/{session_id}/pipecat/offer", tags=["pipecat"])
+    async def http_pipecat_candidates(
+        self, session_id: str, body: SmallWebRtcPatch, token: str = Query("")
+    ) -> dict[str, str]:
+        """Trickled ICE candidates of a SmallWebRTC call."""
+        _, actor = await self._smallwebrtc_session(session_id, token)
+        candidates = [c.model_dump() for c in body.candidates]
+        try:
+            await actor.webrtc_candidates.remote(body.pc_id, candidates)
+        except Exception as exc:
+            raise as_backend_error("webrtc.candidate", exc) from None
+        return {"status": "success"}
+
+    async def _smallwebrtc_session(self, session_id: str, token: str) -> tuple[Any, Any]:
+        rec = await self.sup.require_session(session_id)
+        if not token or token != (rec.get("media") or {}).get("token"):
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.AUTHENTICATION_FAILED,
+                "token: missing or wrong (the session's media token, as ?token= or in "
+                "request_data)",
+                field="token",
+            )
+        if rec.get("provider") != "pipecat" or rec.get("transport") != "webrtc":
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.INVALID_CONFIG,
+                f"transport: session {session_id} is not a pipecat session with transport "
+                f'"webrtc" (provider {rec.get("provider")}, transport {rec.get("transport")})',
+                field="transport",
+            )
+        return rec, await self.sup.session_ref(rec)
 
     @api.websocket("/v1/sessions/{session_id}/audio")
     async def ws_audio(self, ws: WebSocket, session_id: str, token: str = Query("")) -> None:

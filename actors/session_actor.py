@@ -42,6 +42,7 @@ from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
 from providers.registry import TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
+from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +297,17 @@ class SessionActor:
     def send_audio(self, pcm16: bytes) -> None:
         self._rt().send_audio(pcm16)
 
-    async def webrtc_offer(self, sdp: str, sdp_type: str = "offer") -> dict[str, str]:
-        """Terminate the client's peer connection here; returns the SDP answer."""
+    async def webrtc_offer(
+        self,
+        sdp: str,
+        sdp_type: str = "offer",
+        codec: WireCodec | None = None,
+        pc_id: str | None = None,
+        restart: bool = False,
+    ) -> dict[str, str]:
+        """Terminate the client's peer connection here; returns the SDP answer and its `pc_id`.
+        An offer naming the call's `pc_id` renegotiates it (`restart`: on a new connection).
+        `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC)."""
         rt = self._rt()
         assert self.spec is not None
         if self.spec.transport != "webrtc":
@@ -307,12 +317,13 @@ class SessionActor:
                 f"transport: this session uses {self.spec.transport}, not webrtc",
                 field="transport",
             )
+        if isinstance(self.media, WebRtcTransport) and pc_id and pc_id == self.media.pc_id:
+            return await self.media.renegotiate(sdp, sdp_type, restart)
         if self.media is not None:
-            raise BackendError(
-                "webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, "a peer is already connected"
-            )
+            detail = f"pc_id: no call {pc_id!r} here" if pc_id else "a peer is already connected"
+            raise BackendError("webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, detail)
         transport = WebRtcTransport(
-            WebRtcOptions(**self.spec.transport_options), on_closed=self._peer_gone
+            WebRtcOptions(**self.spec.transport_options), on_closed=self._peer_gone, codec=codec
         )
         self.media = transport
         try:
@@ -322,6 +333,18 @@ class SessionActor:
             self.media = None
             await transport.aclose()
             raise
+
+    async def webrtc_candidates(self, pc_id: str, candidates: list[dict[str, Any]]) -> None:
+        """ICE candidates the client trickles after its offer ({candidate, sdp_mid,
+        sdp_mline_index} each)."""
+        if not isinstance(self.media, WebRtcTransport) or pc_id != self.media.pc_id:
+            raise BackendError(
+                "webrtc.candidate", ErrorCode.SESSION_NOT_FOUND, f"pc_id: no call {pc_id!r} here"
+            )
+        for c in candidates:
+            await self.media.add_candidate(
+                c["candidate"], c.get("sdp_mid"), c.get("sdp_mline_index")
+            )
 
     async def _peer_gone(self, reason: str) -> None:
         """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
