@@ -352,6 +352,11 @@ class WebRtcTransport(MediaTransport):
             # The session is closing: let the last events (`state: closed`, `closed`) go out.
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(events), 1.0)
+                # Sent is only queued: closing the connection now would drop them.
+                async with asyncio.timeout(1.0):
+                    while self.channel is not None and self.channel.bufferedAmount:
+                        await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.1)  # out of SCTP's queue onto the wire
         for t in self._tasks:
             if t is not current:
                 t.cancel()
