@@ -354,6 +354,14 @@ class SessionActor:
 
         session_id = self.session_id
         log.info("session %s: %s; ending the session", session_id, reason)
+        # The session's last events (`closed`; Pipecat's `peerLeft`) go out to a peer still
+        # there before the registry is told: it kills this worker as it frees the slot.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                if self.runtime is not None:
+                    await self.runtime.aclose(reason)
+                if self.media is not None:
+                    await self.media.aclose()
         with contextlib.suppress(Exception):
             registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
             await registry.session_ended.remote(session_id, reason)
