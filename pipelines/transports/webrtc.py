@@ -178,7 +178,7 @@ class WebRtcTransport(MediaTransport):
             return
         try:
             ice = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        except (ValueError, IndexError):
+        except Exception:  # aiortc asserts on a short line, int() fails on a bad one
             raise BackendError(
                 "webrtc.candidate",
                 ErrorCode.INVALID_FORMAT,

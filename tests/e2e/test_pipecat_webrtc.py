@@ -65,8 +65,8 @@ async def test_smallwebrtc_client_talks_renegotiates_and_restarts(
     first, renegotiated, restarted = got["pc_ids"]
     assert renegotiated == first  # the same peer connection, renegotiated
     assert restarted != first  # a new one, as Pipecat names a restarted connection
-    for turn in got["turns"]:  # each connection: the transcript and the spoken reply
-        assert turn["transcripts"] == ["hello world"], turn["types"]
+    for i, turn in enumerate(got["turns"]):  # each connection: transcript and spoken reply
+        assert turn["transcripts"] == ["hello world"], (i, turn)
         assert turn["reply_done"] and turn["loud_frames"] >= 25, turn
         for kind in ("user-started-speaking", "bot-started-speaking", "bot-output"):
             assert kind in turn["types"], turn["types"]

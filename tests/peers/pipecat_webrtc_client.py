@@ -101,12 +101,16 @@ class Call:
         self.messages: list[dict] = []
         self.loud_frames: list[int] = [0]  # per peer connection: 20 ms frames above LOUD_RMS
         self.peak_rms = 0.0
+        self.last_loud = 0.0
         self.changed = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
-        self.mic = Mic()
+        self.mic: Mic | None = None
 
     # -- peer connection, as SmallWebRTCTransport.startNewPeerConnection ---------------------
     def new_pc(self) -> None:
+        # A new microphone track too: aiortc stops a track when its sender stops (a browser
+        # hands the same one to the new connection).
+        self.mic = Mic()
         pc = RTCPeerConnection()
         pc.addTransceiver(self.mic, direction="sendrecv")  # index 0: microphone
         pc.addTransceiver("video", direction="sendrecv")  # index 1: camera (none here)
@@ -144,6 +148,7 @@ class Call:
             if rms > LOUD_RMS:
                 self.loud_frames[pc_index] += 1
                 self.peak_rms = max(self.peak_rms, rms)
+                self.last_loud = time.monotonic()
                 self.changed.set()
 
     async def negotiate(self, restart: bool = False, trickle: bool = True) -> dict:
@@ -211,6 +216,11 @@ class Call:
                 and self.loud_frames[pc_index] - loud_before >= 25
             )
         )
+        # The reply plays in real time, after its events: let it end, so that the next turn
+        # counts only its own reply.
+        async with asyncio.timeout(30):
+            while time.monotonic() - self.last_loud < 0.6:
+                await asyncio.sleep(0.05)
         heard = [
             UserTranscriptionMessage.model_validate(m).data.text
             for m in self.messages[start:]
@@ -221,6 +231,8 @@ class Call:
             "reply_done": stopped,
             "loud_frames": self.loud_frames[pc_index] - loud_before,
             "types": self.types()[start:],
+            "connection": self.pc.connectionState,
+            "channel": self.channel.readyState,
         }
 
 
