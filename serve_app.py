@@ -36,6 +36,7 @@ from actors.websocket_relay import CLOSE_SESSION_ERROR, relay
 from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, SessionConfig, SessionRequest
+from providers.pipecat.backend import PipecatBackendProvider
 from providers.pipecat.smallwebrtc import SmallWebRtcCodec, SmallWebRtcOffer, SmallWebRtcPatch
 
 log = logging.getLogger(__name__)
@@ -247,8 +248,13 @@ class VoiceIngress:
         channel = SmallWebRtcCodec(codec.media)
         try:
             async with asyncio.timeout(OFFER_TIMEOUT_S):
+                relay_to = None  # a new call to a session with a Pipecat bot: start one for it
+                if not body.pc_id and isinstance(self.sup.provider, PipecatBackendProvider):
+                    relay_to = await self.sup.provider.smallwebrtc_upstream(
+                        session_id, rec.get("user_id", "")
+                    )
                 return await actor.webrtc_offer.remote(
-                    body.sdp, body.type, channel, body.pc_id, bool(body.restart_pc)
+                    body.sdp, body.type, channel, body.pc_id, bool(body.restart_pc), relay_to
                 )
         except Exception as exc:
             raise as_backend_error("webrtc.offer", exc) from None

@@ -37,6 +37,7 @@ from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
+from pipelines.transports.webrtc_relay import WebRtcRelay
 from providers.agents import build_agent
 from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
@@ -304,10 +305,12 @@ class SessionActor:
         codec: WireCodec | None = None,
         pc_id: str | None = None,
         restart: bool = False,
+        relay_to: str | None = None,
     ) -> dict[str, str]:
         """Terminate the client's peer connection here; returns the SDP answer and its `pc_id`.
         An offer naming the call's `pc_id` renegotiates it (`restart`: on a new connection).
-        `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC)."""
+        `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC).
+        `relay_to`: a bot's SmallWebRTC offer URL: the call is relayed to that bot."""
         rt = self._rt()
         assert self.spec is not None
         if self.spec.transport != "webrtc":
@@ -322,8 +325,11 @@ class SessionActor:
         if self.media is not None:
             detail = f"pc_id: no call {pc_id!r} here" if pc_id else "a peer is already connected"
             raise BackendError("webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, detail)
-        transport = WebRtcTransport(
-            WebRtcOptions(**self.spec.transport_options), on_closed=self._peer_gone, codec=codec
+        options = WebRtcOptions(**self.spec.transport_options)
+        transport = (
+            WebRtcRelay(options, relay_to, {"session_id": self.spec.session_id}, self._peer_gone)
+            if relay_to
+            else WebRtcTransport(options, on_closed=self._peer_gone, codec=codec)
         )
         self.media = transport
         try:

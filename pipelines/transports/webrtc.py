@@ -129,7 +129,7 @@ class WebRtcTransport(MediaTransport):
         self.codec = codec
         self.pc = peer_connection(options.ice_servers)
         self.pc_id = _new_pc_id()
-        self.track: OutboxTrack | None = None
+        self.track: MediaStreamTrack | None = None
         self.channel: RTCDataChannel | None = None
         self._pending: deque[str | bytes] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: list[asyncio.Task[None]] = []
@@ -223,7 +223,7 @@ class WebRtcTransport(MediaTransport):
                 c for c in audio[0].receiver.getCapabilities("audio").codecs if c.name == "opus"
             ]
             audio[0].setCodecPreferences(opus)  # Opus both ways, never G.711
-            self.track = OutboxTrack(rt.outbox, rt.settings.output_sample_rate_hz)
+            self.track = self._outgoing_track()
             pc.addTrack(self.track)
         try:
             with host_candidates(self.options.host_addresses):
@@ -249,6 +249,11 @@ class WebRtcTransport(MediaTransport):
         }
 
     # -- media and events ------------------------------------------------------------------
+    def _outgoing_track(self) -> MediaStreamTrack:
+        rt = self.runtime
+        assert rt is not None
+        return OutboxTrack(rt.outbox, rt.settings.output_sample_rate_hz)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             low_latency_audio(self.pc, track)
@@ -276,7 +281,7 @@ class WebRtcTransport(MediaTransport):
         while True:
             out = await outbox.poll(audio=False, events=True, timeout_s=10.0)
             for _, event in out["items"]:
-                if event.get("type") == "interrupted" and self.track is not None:
+                if event.get("type") == "interrupted" and isinstance(self.track, OutboxTrack):
                     self.track.clear()
                 for message in self.codec.encode_event(event) if self.codec else [event]:
                     self._send(message if isinstance(message, str | bytes) else json.dumps(message))

@@ -91,8 +91,8 @@ class PipecatBackendProvider(BackendProvider):
         runner, daily = self._runner(), self._daily()
         if runner is not None and daily is not None:
             return await self._open_daily(runner, daily, session_id, user_id)
-        if runner is not None:
-            await runner.status()  # refuse the session now if no bot can be started
+        if runner is not None:  # refuse the session now if no bot can be started
+            await runner.status("websocket", "webrtc")
         return MediaInfo(
             url=f"{media_base_url}/v1/sessions/{session_id}/audio",
             token=secrets.token_urlsafe(24),
@@ -134,12 +134,21 @@ class PipecatBackendProvider(BackendProvider):
             return None
         return await runner.start_websocket_bot(session_id, user_id)
 
+    async def smallwebrtc_upstream(self, session_id: str, user_id: str) -> str | None:
+        """The SmallWebRTC offer URL of a bot started for this call (webrtc sessions with
+        `pipecat_server_url`, no Daily); None: the session's own pipeline answers."""
+        runner = self._runner()
+        if runner is None or self._daily() is not None:
+            return None
+        await runner.status("webrtc")
+        return await runner.start_webrtc_bot(session_id, user_id)
+
     async def check_health(self) -> dict[str, Any]:
         """Raises when unreachable: the supervisor then reports the provider degraded."""
         runner, daily = self._runner(), self._daily()
         if runner is None:
             return {"reachable": True}
-        await runner.status("daily" if daily else "websocket")
+        await runner.status(*(["daily"] if daily else ["websocket", "webrtc"]))
         if daily is not None:
             await daily.check()
         return {"reachable": True, "pipecat_server_url": runner.server_url}

@@ -16,21 +16,26 @@ from backend.http_client import HttpClient
 from backend.webrtc_client import WebRtcCall
 from tests.conftest import BackendHolder, make_config, wait_for
 from tests.e2e.conftest import LOOPBACK
-from tests.e2e.providers_fixture import run_peer, serve_provider
+from tests.e2e.providers_fixture import pipecat_bot_server, run_peer, serve_provider
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
 async def pipecat_rtc_url(backend_holder: BackendHolder) -> AsyncIterator[str]:
+    async for url in serve_provider(backend_holder, "pipecat"):
+        await _configure({})
+        yield url
+
+
+async def _configure(provider_config: dict[str, Any]) -> None:
     import serve_app
 
-    async for url in serve_provider(backend_holder, "pipecat"):
-        # Loopback host candidates only, so no media traffic leaves the host.
-        cfg = make_config(provider="pipecat", provider_config={"ice_host_addresses": LOOPBACK})
-        out = await serve_app.app_handle().api_update_config.remote(cfg.model_dump(mode="json"))
-        assert "ok" in out, out
-        yield url
+    # Loopback host candidates only, so no media traffic leaves the host.
+    provider_config = {"ice_host_addresses": LOOPBACK, **provider_config}
+    cfg = make_config(provider="pipecat", provider_config=provider_config)
+    out = await serve_app.app_handle().api_update_config.remote(cfg.model_dump(mode="json"))
+    assert "ok" in out, out
 
 
 @pytest.fixture
@@ -123,3 +128,29 @@ async def test_smallwebrtc_signalling_errors_name_what_is_wrong(pipecat_rtc_url:
             await client.close_session(s["session_id"])
         await again.aclose(hangup=False)
         await peer.aclose(hangup=False)
+
+
+async def test_smallwebrtc_calls_relay_to_a_pipecat_bot_started_through_its_runner(
+    pipecat_rtc_url: str, speech_file: Path
+) -> None:
+    async with pipecat_bot_server("webrtc", PIPECAT_BOT_ICE_LOOPBACK="1") as bot_url:
+        await _configure({"pipecat_server_url": bot_url})
+        try:
+            async with HttpClient(pipecat_rtc_url) as client:
+                session = await client.create_session(user_id="pipecat-relay", transport="webrtc")
+                sid, media = session["session_id"], session["media"]
+                got = await run_peer(
+                    "pipecat",
+                    "pipecat_webrtc_client.py",
+                    *(media["url"], media["token"], str(speech_file), "--echo"),
+                )
+                # The client hung up: the session ends (and the relay with it).
+                assert await wait_for(lambda: _gone(client, sid), timeout_s=45)
+        finally:
+            await _configure({})
+    assert got["bot_about"]["library"] == "pipecat-ai"  # the real bot answered client-ready
+    first, renegotiated = got["pc_ids"]
+    assert renegotiated == first
+    for heard in got["echoes"]:  # it spoke back what it heard, before and after renegotiating
+        assert heard >= 25, got
+    assert got["peak_rms"] > 1000

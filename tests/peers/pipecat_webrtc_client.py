@@ -9,12 +9,13 @@ after the answer, as a browser does: the offer carries none), data channel "chat
 `"ping: <ms>"` keep-alives, `trackStatus` signalling and RTVI messages (`rtvi.models`), whose
 answers are parsed back with pipecat's models (`BotReady`, `UserTranscriptionMessage`, ...).
 
-    python pipecat_webrtc_client.py OFFER_URL TOKEN SPEECH.pcm
+    python pipecat_webrtc_client.py OFFER_URL TOKEN SPEECH.pcm [--echo]
 
 Three turns of the 16 kHz speech in SPEECH.pcm: on the first peer connection; after a
 renegotiation of it (same `pc_id`, what the client does on a `renegotiate` message); after a
 restart (`restart_pc`: a new peer connection under the old `pc_id`). Also sends a malformed
-data channel message. Prints one `RESULT {json}` line.
+data channel message. `--echo`: the session relays to a Pipecat echo bot (`echo_main`).
+Prints one `RESULT {json}` line.
 """
 
 from __future__ import annotations
@@ -287,8 +288,41 @@ async def main(url: str, token: str, speech: bytes) -> dict:
     return result
 
 
+async def echo_main(url: str, token: str, speech: bytes) -> dict:
+    """The far end is a Pipecat echo bot behind the session's relay: it answers `client-ready`
+    itself and speaks back what it hears, also after a renegotiation of our connection."""
+    call = Call(url, token)
+    call.new_pc()
+    first = await call.negotiate()
+    await call.wait_open()
+    ready = Message(
+        type="client-ready",
+        id="ready-1",
+        data=ClientReadyData(
+            version="2.2.0", about=AboutClientData(library="pipecat-webrtc-peer")
+        ).model_dump(),
+    )
+    call.channel.send(ready.model_dump_json())
+    assert await call.wait_for(lambda: "bot-ready" in call.types(), 30), call.types()
+    bot_ready = BotReady.model_validate(next(m for m in call.messages if m["type"] == "bot-ready"))
+    result: dict = {"pc_ids": [first["pc_id"]], "bot_about": dict(bot_ready.data.about or {}), "echoes": []}
+    for renegotiate in (False, True):
+        if renegotiate:
+            result["pc_ids"].append((await call.negotiate(trickle=False))["pc_id"])
+        before = call.loud_frames[-1]
+        call.mic.play(speech)
+        await call.wait_for(lambda b=before: call.loud_frames[-1] - b >= 25, TURN_TIMEOUT_S)
+        result["echoes"].append(call.loud_frames[-1] - before)
+    result["peak_rms"] = call.peak_rms
+    for t in call.tasks:
+        t.cancel()
+    await call.pc.close()  # hanging up: the session ends, and with it the bot's call
+    return result
+
+
 if __name__ == "__main__":
     with open(sys.argv[3], "rb") as f:
         pcm = f.read()
-    out = asyncio.run(main(sys.argv[1], sys.argv[2], pcm))
+    run = echo_main if "--echo" in sys.argv else main
+    out = asyncio.run(run(sys.argv[1], sys.argv[2], pcm))
     print("RESULT " + json.dumps(out))
