@@ -11,7 +11,9 @@ that room: `media.url` is the room's URL, `media.token` the user's meeting token
 
 Sessions created with transport "webrtc" speak Pipecat's SmallWebRTC signalling instead
 (`smallwebrtc.py`): `media.url` is the session's `pipecat/offer` route, what a Pipecat client's
-`SmallWebRTCTransport` takes as its `webrtcUrl` (with `?token=` the media token)."""
+`SmallWebRTCTransport` takes as its `webrtcUrl` (with `?token=` the media token). With
+`pipecat_server_url` too, each such call starts a bot (runner `/start`, transport webrtc) and
+is relayed to it (`smallwebrtc_upstream`)."""
 
 from __future__ import annotations
 

@@ -305,7 +305,11 @@ async def echo_main(url: str, token: str, speech: bytes) -> dict:
     call.channel.send(ready.model_dump_json())
     assert await call.wait_for(lambda: "bot-ready" in call.types(), 30), call.types()
     bot_ready = BotReady.model_validate(next(m for m in call.messages if m["type"] == "bot-ready"))
-    result: dict = {"pc_ids": [first["pc_id"]], "bot_about": dict(bot_ready.data.about or {}), "echoes": []}
+    result: dict = {
+        "pc_ids": [first["pc_id"]],
+        "bot_about": dict(bot_ready.data.about or {}),
+        "echoes": [],
+    }
     for renegotiate in (False, True):
         if renegotiate:
             result["pc_ids"].append((await call.negotiate(trickle=False))["pc_id"])
