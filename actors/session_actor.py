@@ -327,7 +327,7 @@ class SessionActor:
             raise BackendError("webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, detail)
         options = WebRtcOptions(**self.spec.transport_options)
         transport = (
-            WebRtcRelay(options, relay_to, {"session_id": self.spec.session_id}, self._peer_gone)
+            WebRtcRelay(options, relay_to, on_closed=self._peer_gone)
             if relay_to
             else WebRtcTransport(options, on_closed=self._peer_gone, codec=codec)
         )

@@ -98,8 +98,8 @@ class WebRtcRelay(WebRtcTransport):
         self,
         options: WebRtcOptions,
         upstream_url: str,
-        request_data: dict[str, Any],
         on_closed: OnClosed | None = None,
+        request_data: dict[str, Any] | None = None,  # None: the runner hands the bot /start's
     ) -> None:
         super().__init__(options, on_closed)
         self.upstream_url = upstream_url

@@ -5,6 +5,7 @@ reply audio on the track — driven by tests/peers/pipecat_webrtc_client.py with
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,11 @@ async def test_smallwebrtc_signalling_errors_name_what_is_wrong(pipecat_rtc_url:
 
 
 async def test_smallwebrtc_calls_relay_to_a_pipecat_bot_started_through_its_runner(
-    pipecat_rtc_url: str, speech_file: Path
+    pipecat_rtc_url: str, speech_file: Path, tmp_path: Path
 ) -> None:
-    async with pipecat_bot_server("webrtc", PIPECAT_BOT_ICE_LOOPBACK="1") as bot_url:
+    record = tmp_path / "bot-bodies.jsonl"
+    bot_env = {"PIPECAT_BOT_ICE_LOOPBACK": "1", "PIPECAT_BOT_RECORD": str(record)}
+    async with pipecat_bot_server("webrtc", **bot_env) as bot_url:
         await _configure({"pipecat_server_url": bot_url})
         try:
             async with HttpClient(pipecat_rtc_url) as client:
@@ -149,6 +152,8 @@ async def test_smallwebrtc_calls_relay_to_a_pipecat_bot_started_through_its_runn
         finally:
             await _configure({})
     assert got["bot_about"]["library"] == "pipecat-ai"  # the real bot answered client-ready
+    bodies = [json.loads(line) for line in record.read_text().splitlines()]
+    assert bodies == [{"session_id": sid, "user_id": "pipecat-relay"}]  # started for this call
     first, renegotiated = got["pc_ids"]
     assert renegotiated == first
     for heard in got["echoes"]:  # it spoke back what it heard, before and after renegotiating

@@ -62,6 +62,9 @@ def _transport(runner_args: RunnerArguments) -> BaseTransport | None:
             ),
         )
     if isinstance(runner_args, SmallWebRTCRunnerArguments):
+        if record := os.environ.get("PIPECAT_BOT_RECORD"):  # what the runner handed it
+            with open(record, "a") as f:
+                f.write(json.dumps(runner_args.body) + "\n")
         return SmallWebRTCTransport(
             webrtc_connection=runner_args.webrtc_connection,
             params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
