@@ -134,6 +134,7 @@ class WebRtcTransport(MediaTransport):
         self._pending: deque[str | bytes] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: list[asyncio.Task[None]] = []
         self._events_task: asyncio.Task[None] | None = None
+        self._signalling = asyncio.Lock()
         self._closing = False
         self._ended = False
 
@@ -145,7 +146,8 @@ class WebRtcTransport(MediaTransport):
         if rt is None:
             raise BackendError("webrtc.offer", ErrorCode.SESSION_NOT_ACTIVE, "transport not bound")
         _check_offer(sdp, sdp_type)
-        answer = await self._negotiate(sdp, fresh=True)
+        async with self._signalling:
+            answer = await self._negotiate(sdp, fresh=True)
         self._events_task = asyncio.create_task(self._events(rt.outbox), name="webrtc-events")
         self._tasks.append(self._events_task)
         rt.start()
@@ -161,13 +163,19 @@ class WebRtcTransport(MediaTransport):
                 "webrtc.offer", ErrorCode.SESSION_NOT_ACTIVE, "no call to renegotiate"
             )
         _check_offer(sdp, sdp_type)
-        if not restart:
-            return await self._negotiate(sdp, fresh=False)
-        old, self.pc, self.pc_id = self.pc, peer_connection(self.options.ice_servers), _new_pc_id()
-        old.remove_all_listeners()  # its closing is not the peer leaving
-        self.channel, self.track = None, None
-        await old.close()  # its inbound track ends, and with it that reader task
-        return await self._negotiate(sdp, fresh=True)
+        async with self._signalling:  # one offer/answer at a time
+            if not restart:
+                return await self._negotiate(sdp, fresh=False)
+            old, self.pc = self.pc, peer_connection(self.options.ice_servers)
+            self.pc_id = _new_pc_id()
+            old.remove_all_listeners()  # its closing is not the peer leaving
+            self.channel, self.track = None, None
+            await old.close()  # its inbound track ends, and with it that reader task
+            try:
+                return await self._negotiate(sdp, fresh=True)
+            except BaseException:
+                self._end("the restarted peer connection failed")  # the old one is gone
+                raise
 
     async def add_candidate(
         self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
