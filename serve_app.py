@@ -48,6 +48,8 @@ from backend.config_file import load_config
 from backend.errors import BackendError, ErrorCode
 from backend.http_limits import BodySizeLimit
 from backend.iface import Config, SessionConfig, SessionRequest, unmask_secrets
+from providers.pipecat.backend import PipecatBackendProvider
+from providers.pipecat.smallwebrtc import SmallWebRtcCodec, SmallWebRtcOffer, SmallWebRtcPatch
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +365,68 @@ class VoiceIngress:
                 return await actor.webrtc_offer.remote(body.sdp, body.type)
         except Exception as exc:
             raise as_backend_error("webrtc.offer", exc) from None
+
+    # -- Pipecat SmallWebRTC signalling (provider pipecat, transport webrtc) ----------------
+    @api.post(
+        "/v1/sessions/{session_id}/pipecat/offer",
+        tags=["pipecat"],
+        responses=_errors(400, 401, 404, 409, 413, 422, 502, 504),
+    )
+    async def http_pipecat_offer(
+        self, session_id: str, body: SmallWebRtcOffer, token: str = Query("")
+    ) -> dict[str, Any]:
+        """A Pipecat client's SmallWebRTC offer (`webrtcUrl`); the same `pc_id` renegotiates."""
+        rec, actor = await self._smallwebrtc_session(session_id, token or body.token())
+        codec = self.sup.wire_codec(rec)
+        if codec is None:  # `_smallwebrtc_session` admits pipecat sessions only, which have one
+            raise BackendError("webrtc.offer", ErrorCode.PIPELINE_ERROR, "no pipecat codec")
+        channel = SmallWebRtcCodec(codec.media)
+        try:
+            async with asyncio.timeout(OFFER_TIMEOUT_S):
+                relay_to = None  # a new call to a session with a Pipecat bot: start one for it
+                if not body.pc_id and isinstance(self.sup.provider, PipecatBackendProvider):
+                    relay_to = await self.sup.provider.smallwebrtc_upstream(
+                        session_id, rec.get("user_id", "")
+                    )
+                return await actor.webrtc_offer.remote(
+                    body.sdp, body.type, channel, body.pc_id, bool(body.restart_pc), relay_to
+                )
+        except Exception as exc:
+            raise as_backend_error("webrtc.offer", exc) from None
+
+    @api.patch(
+        "/v1/sessions/{session_id}/pipecat/offer",
+        tags=["pipecat"],
+        responses=_errors(400, 401, 404, 409, 413, 422, 502),
+    )
+    async def http_pipecat_candidates(
+        self, session_id: str, body: SmallWebRtcPatch, token: str = Query("")
+    ) -> dict[str, str]:
+        """Trickled ICE candidates of a SmallWebRTC call."""
+        _, actor = await self._smallwebrtc_session(session_id, token)
+        candidates = [c.model_dump() for c in body.candidates]
+        try:
+            await actor.webrtc_candidates.remote(body.pc_id, candidates)
+        except Exception as exc:
+            raise as_backend_error("webrtc.candidate", exc) from None
+        return {"status": "success"}
+
+    async def _smallwebrtc_session(self, session_id: str, token: str) -> tuple[Any, Any]:
+        rec = await self.sup.require_session(session_id)
+        try:
+            check_media_token(rec, token, "webrtc.offer")
+        except BackendError as err:
+            message = f"{err.message} (the session's media token, as ?token= or in request_data)"
+            raise BackendError(err.op, err.code, message, field="token") from None
+        if rec.get("provider") != "pipecat" or rec.get("transport") != "webrtc":
+            raise BackendError(
+                "webrtc.offer",
+                ErrorCode.INVALID_CONFIG,
+                f"transport: session {session_id} is not a pipecat session with transport "
+                f'"webrtc" (provider {rec.get("provider")}, transport {rec.get("transport")})',
+                field="transport",
+            )
+        return rec, await self.sup.session_ref(rec)
 
     @api.websocket("/v1/sessions/{session_id}/audio")
     async def ws_audio(self, ws: WebSocket, session_id: str, token: str = Query("")) -> None:

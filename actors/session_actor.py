@@ -39,11 +39,13 @@ from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
+from pipelines.transports.webrtc_relay import WebRtcRelay
 from providers.agents import build_agent
 from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
 from providers.registry import TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
+from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +325,19 @@ class SessionActor(ObservedSession):
     def send_audio(self, pcm16: bytes) -> None:
         self._rt().send_audio(pcm16)
 
-    async def webrtc_offer(self, sdp: str, sdp_type: str = "offer") -> dict[str, str]:
-        """Terminate the client's peer connection here; returns the SDP answer."""
+    async def webrtc_offer(
+        self,
+        sdp: str,
+        sdp_type: str = "offer",
+        codec: WireCodec | None = None,
+        pc_id: str | None = None,
+        restart: bool = False,
+        relay_to: str | None = None,
+    ) -> dict[str, str]:
+        """Terminate the client's peer connection here; returns the SDP answer and its `pc_id`.
+        An offer naming the call's `pc_id` renegotiates it (`restart`: on a new connection).
+        `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC).
+        `relay_to`: a bot's SmallWebRTC offer URL: the call is relayed to that bot."""
         rt = self._rt()
         assert self.spec is not None
         if self.spec.transport != "webrtc":
@@ -334,12 +347,16 @@ class SessionActor(ObservedSession):
                 f"transport: this session uses {self.spec.transport}, not webrtc",
                 field="transport",
             )
+        if isinstance(self.media, WebRtcTransport) and pc_id and pc_id == self.media.pc_id:
+            return await self.media.renegotiate(sdp, sdp_type, restart)
         if self.media is not None:
-            raise BackendError(
-                "webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, "a peer is already connected"
-            )
-        transport = WebRtcTransport(
-            WebRtcOptions(**self.spec.transport_options), on_closed=self._peer_gone
+            detail = f"pc_id: no call {pc_id!r} here" if pc_id else "a peer is already connected"
+            raise BackendError("webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, detail)
+        options = WebRtcOptions(**self.spec.transport_options)
+        transport = (
+            WebRtcRelay(options, relay_to, on_closed=self._peer_gone)
+            if relay_to
+            else WebRtcTransport(options, on_closed=self._peer_gone, codec=codec)
         )
         self.media = transport
         try:
@@ -350,6 +367,18 @@ class SessionActor(ObservedSession):
             await transport.aclose()
             raise
 
+    async def webrtc_candidates(self, pc_id: str, candidates: list[dict[str, Any]]) -> None:
+        """ICE candidates the client trickles after its offer ({candidate, sdp_mid,
+        sdp_mline_index} each)."""
+        if not isinstance(self.media, WebRtcTransport) or pc_id != self.media.pc_id:
+            raise BackendError(
+                "webrtc.candidate", ErrorCode.SESSION_NOT_FOUND, f"pc_id: no call {pc_id!r} here"
+            )
+        for c in candidates:
+            await self.media.add_candidate(
+                c["candidate"], c.get("sdp_mid"), c.get("sdp_mline_index")
+            )
+
     async def _peer_gone(self, reason: str) -> None:
         """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
         slot, and exit this actor (which also ends its stage actors). The registry hands the
@@ -358,6 +387,14 @@ class SessionActor(ObservedSession):
 
         session_id = self.session_id
         log.info("session %s: %s; ending the session", session_id, reason)
+        # The session's last events (`closed`; Pipecat's `peerLeft`) go out to a peer still
+        # there before the registry is told: it kills this worker as it frees the slot.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                if self.runtime is not None:
+                    await self.runtime.aclose(reason)
+                if self.media is not None:
+                    await self.media.aclose()
         with contextlib.suppress(Exception):
             registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
             await registry.session_ended.remote(session_id, reason)

@@ -357,15 +357,16 @@ class Supervisor:
 def webrtc_media(
     media: dict[str, Any], session_id: str, media_base_url: str, options: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A webrtc session's media endpoint is its SDP offer URL; the client also needs the
-    STUN/TURN servers. Returns (media info for the client, options for the session's transport)."""
+    """A webrtc session's media endpoint is its SDP offer URL (the provider may name its own
+    signalling route, `offer_path`); the client also needs the STUN/TURN servers. Returns
+    (media info for the client, options for the session's transport)."""
     ws_url, suffix = str(media.get("url") or ""), f"/v1/sessions/{session_id}/audio"
     base = ws_url.removesuffix(suffix) if ws_url.endswith(suffix) else media_base_url
     base = base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
     ice_servers = list(options.get("ice_servers") or [])
     info = {
         **media,
-        "url": f"{base}/v1/sessions/{session_id}/webrtc/offer",
+        "url": f"{base}/v1/sessions/{session_id}/{options.get('offer_path') or 'webrtc/offer'}",
         "ice_servers": ice_servers,
     }
     return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}

@@ -8,7 +8,12 @@
   clock, buffering at most ~40 ms itself: the rest stays in the outbox, where a barge-in drops it
   (`Outbox.clear_audio`); on the `interrupted` event the track drops its own few ms too.
 - Events: the same JSON events as the websocket, on the data channel the client opens (any
-  label); messages from the client: `{"type": "ping"}`, `{"type": "hangup"}`.
+  label); messages from the client: `{"type": "ping"}`, `{"type": "hangup"}`. With a `codec`
+  (a provider's data channel protocol, e.g. Pipecat's SmallWebRTC) the channel speaks that
+  instead: client messages go through `codec.decode`, events through `codec.encode_event`.
+- Renegotiation: `renegotiate(offer)` answers a new offer for the call (its `pc_id`) on the same
+  peer connection, or with `restart` on a new one; the session and its outbox carry on. Trickled
+  ICE candidates: `add_candidate`. Video the client offers is declined (`inactive`).
 - The peer going away (hang-up, connection closed or failed) calls `on_closed` once.
 """
 
@@ -19,6 +24,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 from aiortc import RTCDataChannel, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 
 from backend.errors import BackendError, ErrorCode
 from backend.rtc import (
@@ -40,6 +47,7 @@ from backend.rtc import (
 from pipelines.audio import StreamResampler
 from pipelines.outbox import Outbox
 from pipelines.transports.base import MediaTransport, OnClosed
+from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -110,29 +118,94 @@ class OutboxTrack(MediaStreamTrack):
 
 
 class WebRtcTransport(MediaTransport):
-    def __init__(self, options: WebRtcOptions, on_closed: OnClosed | None = None) -> None:
+    def __init__(
+        self,
+        options: WebRtcOptions,
+        on_closed: OnClosed | None = None,
+        codec: WireCodec | None = None,
+    ) -> None:
         super().__init__(on_closed)
         self.options = options
+        self.codec = codec
         self.pc = peer_connection(options.ice_servers)
-        self.track: OutboxTrack | None = None
+        self.pc_id = _new_pc_id()
+        self.track: MediaStreamTrack | None = None
         self.channel: RTCDataChannel | None = None
-        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._pending: deque[str | bytes] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: list[asyncio.Task[None]] = []
         self._events_task: asyncio.Task[None] | None = None
+        self._signalling = asyncio.Lock()
         self._closing = False
         self._ended = False
 
     # -- signalling ------------------------------------------------------------------------
     async def answer(self, sdp: str, sdp_type: str = "offer") -> dict[str, str]:
-        """Accept the client's offer; returns {"sdp", "type": "answer"} with all our candidates."""
+        """Accept the client's offer; returns {"sdp", "type": "answer", "pc_id"} with all our
+        candidates."""
         rt = self.runtime
         if rt is None:
             raise BackendError("webrtc.offer", ErrorCode.SESSION_NOT_ACTIVE, "transport not bound")
         _check_offer(sdp, sdp_type)
+        async with self._signalling:
+            answer = await self._negotiate(sdp, fresh=True)
+        self._events_task = asyncio.create_task(self._events(rt.outbox), name="webrtc-events")
+        self._tasks.append(self._events_task)
+        rt.start()
+        return answer
+
+    async def renegotiate(
+        self, sdp: str, sdp_type: str = "offer", restart: bool = False
+    ) -> dict[str, str]:
+        """A new offer for this call: on the same peer connection, or (`restart`: the client
+        made a new one) on a new peer connection with a new `pc_id`. The session goes on."""
+        if self._events_task is None or self._closing or self._ended:
+            raise BackendError(
+                "webrtc.offer", ErrorCode.SESSION_NOT_ACTIVE, "no call to renegotiate"
+            )
+        _check_offer(sdp, sdp_type)
+        async with self._signalling:  # one offer/answer at a time
+            if not restart:
+                return await self._negotiate(sdp, fresh=False)
+            old, self.pc = self.pc, peer_connection(self.options.ice_servers)
+            self.pc_id = _new_pc_id()
+            old.remove_all_listeners()  # its closing is not the peer leaving
+            self.channel, self.track = None, None
+            await old.close()  # its inbound track ends, and with it that reader task
+            try:
+                return await self._negotiate(sdp, fresh=True)
+            except BaseException:
+                self._end("the restarted peer connection failed")  # the old one is gone
+                raise
+
+    async def add_candidate(
+        self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """A trickled ICE candidate of the client's (an empty one: end of candidates)."""
+        if not candidate:
+            await self.pc.addIceCandidate(None)
+            return
+        try:
+            ice = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        except Exception:  # aiortc asserts on a short line, int() fails on a bad one
+            raise BackendError(
+                "webrtc.candidate",
+                ErrorCode.INVALID_FORMAT,
+                f"candidate: not an ICE candidate line ({candidate[:80]!r})",
+                field="candidate",
+            ) from None
+        ice.sdpMid, ice.sdpMLineIndex = sdp_mid, sdp_mline_index
+        if sdp_mid is None and sdp_mline_index is None:
+            ice.sdpMLineIndex = 0  # bundled: every candidate is the first m-line's
+        await self.pc.addIceCandidate(ice)
+
+    async def _negotiate(self, sdp: str, fresh: bool) -> dict[str, str]:
+        rt = self.runtime
+        assert rt is not None
         pc = self.pc
-        pc.on("track", self._on_track)
-        pc.on("datachannel", self._on_datachannel)
-        pc.on("connectionstatechange", self._on_state)
+        if fresh:
+            pc.on("track", self._on_track)
+            pc.on("datachannel", self._on_datachannel)
+            pc.on("connectionstatechange", self._on_state)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:
@@ -150,10 +223,16 @@ class WebRtcTransport(MediaTransport):
                 "sdp: the offer has no audio track",
                 field="sdp",
             )
-        opus = [c for c in audio[0].receiver.getCapabilities("audio").codecs if c.name == "opus"]
-        audio[0].setCodecPreferences(opus)  # Opus both ways, never G.711
-        self.track = OutboxTrack(rt.outbox, rt.settings.output_sample_rate_hz)
-        pc.addTrack(self.track)
+        for t in pc.getTransceivers():
+            if t.kind != "audio":
+                t.direction = "inactive"  # no video here: the client sends none
+        if fresh:
+            opus = [
+                c for c in audio[0].receiver.getCapabilities("audio").codecs if c.name == "opus"
+            ]
+            audio[0].setCodecPreferences(opus)  # Opus both ways, never G.711
+            self.track = self._outgoing_track()
+            pc.addTrack(self.track)
         try:
             with host_candidates(self.options.host_addresses):
                 await pc.setLocalDescription(await pc.createAnswer())
@@ -171,12 +250,18 @@ class WebRtcTransport(MediaTransport):
                 "sdp: the offer does not allow Opus",
                 field="sdp",
             )
-        self._events_task = asyncio.create_task(self._events(rt.outbox), name="webrtc-events")
-        self._tasks.append(self._events_task)
-        rt.start()
-        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        return {
+            "sdp": pc.localDescription.sdp,
+            "type": pc.localDescription.type,
+            "pc_id": self.pc_id,
+        }
 
     # -- media and events ------------------------------------------------------------------
+    def _outgoing_track(self) -> MediaStreamTrack:
+        rt = self.runtime
+        assert rt is not None
+        return OutboxTrack(rt.outbox, rt.settings.output_sample_rate_hz)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             low_latency_audio(self.pc, track)
@@ -204,13 +289,14 @@ class WebRtcTransport(MediaTransport):
         while True:
             out = await outbox.poll(audio=False, events=True, timeout_s=10.0)
             for _, event in out["items"]:
-                if event.get("type") == "interrupted" and self.track is not None:
+                if event.get("type") == "interrupted" and isinstance(self.track, OutboxTrack):
                     self.track.clear()
-                self._send(json.dumps(event))
+                for message in self.codec.encode_event(event) if self.codec else [event]:
+                    self._send(message if isinstance(message, str | bytes) else json.dumps(message))
             if out["closed"]:
                 return
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str | bytes) -> None:
         ch = self.channel
         if ch is not None and ch.readyState == "open":
             ch.send(text)
@@ -232,6 +318,13 @@ class WebRtcTransport(MediaTransport):
             flush()
 
     def _on_message(self, message: Any) -> None:
+        if self.codec is not None:
+            decoded = self.codec.decode(message)
+            for reply in decoded.replies:
+                self._send(reply)
+            if decoded.close:
+                self._end("client hung up")
+            return
         try:
             kind = json.loads(message).get("type") if isinstance(message, str) else None
         except (ValueError, AttributeError):
@@ -272,6 +365,11 @@ class WebRtcTransport(MediaTransport):
             # The session is closing: let the last events (`state: closed`, `closed`) go out.
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(events), 1.0)
+                # Sent is only queued: closing the connection now would drop them.
+                async with asyncio.timeout(1.0):
+                    while self.channel is not None and self.channel.bufferedAmount:
+                        await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.1)  # out of SCTP's queue onto the wire
         for t in self._tasks:
             if t is not current:
                 t.cancel()
@@ -280,6 +378,10 @@ class WebRtcTransport(MediaTransport):
             if t is not current:
                 with contextlib.suppress(BaseException):
                     await t
+
+
+def _new_pc_id() -> str:
+    return f"pc-{uuid.uuid4().hex}"
 
 
 def _check_offer(sdp: Any, sdp_type: Any) -> None:

@@ -7,10 +7,17 @@ starts a bot through the runner's `/start` (websocket transport) and is relayed 
 byte, while admission, health and the session's end stay here. With `daily_api_key` as well,
 each session gets its own Daily room (made after admission, deleted when the session closes or
 its start fails), the bot is started into it with an owner token, and the client's media is
-that room: `media.url` is the room's URL, `media.token` the user's meeting token."""
+that room: `media.url` is the room's URL, `media.token` the user's meeting token.
+
+Sessions created with transport "webrtc" speak Pipecat's SmallWebRTC signalling instead
+(`smallwebrtc.py`): `media.url` is the session's `pipecat/offer` route, what a Pipecat client's
+`SmallWebRTCTransport` takes as its `webrtcUrl` (with `?token=` the media token). With
+`pipecat_server_url` too, each such call starts a bot (runner `/start`, transport webrtc) and
+is relayed to it (`smallwebrtc_upstream`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -19,6 +26,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from backend.iface import MediaInfo, ProviderCapabilities
 from providers.backend import BackendProvider, ProviderConfig
+from providers.local.backend import IceServer
 from providers.pipecat.daily import DailyRest
 from providers.pipecat.runner import PipecatRunner
 from providers.pipecat.serializer import PipecatCodec
@@ -41,6 +49,17 @@ class PipecatConfig(ProviderConfig):
     daily_api_key: str | None = None
     daily_api_url: HttpUrlStr = "https://api.daily.co/v1"
     room_name_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "voice"
+    # Sessions with transport "webrtc" (SmallWebRTC): STUN/TURN servers, and the local
+    # addresses offered as host candidates (default: every interface but loopback).
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    ice_host_addresses: list[str] | None = None
+
+    @field_validator("ice_host_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str] | None) -> list[str] | None:
+        for addr in v or []:
+            ipaddress.ip_address(addr)  # ValueError names the bad address
+        return v
 
     @field_validator("daily_api_key")
     @classmethod
@@ -74,8 +93,8 @@ class PipecatBackendProvider(BackendProvider):
         runner, daily = self._runner(), self._daily()
         if runner is not None and daily is not None:
             return await self._open_daily(runner, daily, session_id, user_id)
-        if runner is not None:
-            await runner.status()  # refuse the session now if no bot can be started
+        if runner is not None:  # refuse the session now if no bot can be started
+            await runner.status("websocket", "webrtc")
         return MediaInfo(
             url=f"{media_base_url}/v1/sessions/{session_id}/audio",
             token=secrets.token_urlsafe(24),
@@ -98,6 +117,16 @@ class PipecatBackendProvider(BackendProvider):
         if (daily := self._daily()) is not None:
             await daily.delete_room(self._room_name(session_id))
 
+    def webrtc_options(self) -> dict[str, Any]:
+        """Sessions with transport "webrtc" speak SmallWebRTC (`smallwebrtc.py`) at their
+        `pipecat/offer` route."""
+        cfg: PipecatConfig = self.config  # type: ignore[assignment]
+        return {
+            "ice_servers": [s.model_dump(exclude_none=True) for s in cfg.ice_servers],
+            "host_addresses": cfg.ice_host_addresses,
+            "offer_path": "pipecat/offer",
+        }
+
     def wire_codec(self, media: SessionMedia) -> WireCodec:
         return PipecatCodec(media)
 
@@ -107,12 +136,21 @@ class PipecatBackendProvider(BackendProvider):
             return None
         return await runner.start_websocket_bot(session_id, user_id)
 
+    async def smallwebrtc_upstream(self, session_id: str, user_id: str) -> str | None:
+        """The SmallWebRTC offer URL of a bot started for this call (webrtc sessions with
+        `pipecat_server_url`, no Daily); None: the session's own pipeline answers."""
+        runner = self._runner()
+        if runner is None or self._daily() is not None:
+            return None
+        await runner.status("webrtc")
+        return await runner.start_webrtc_bot(session_id, user_id)
+
     async def check_health(self) -> dict[str, Any]:
         """Raises when unreachable: the supervisor then reports the provider degraded."""
         runner, daily = self._runner(), self._daily()
         if runner is None:
             return {"reachable": True}
-        await runner.status("daily" if daily else "websocket")
+        await runner.status(*(["daily"] if daily else ["websocket", "webrtc"]))
         if daily is not None:
             await daily.check()
         return {"reachable": True, "pipecat_server_url": runner.server_url}

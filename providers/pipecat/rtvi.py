@@ -1,11 +1,15 @@
 """RTVI ("real-time voice inference"), the JSON message protocol Pipecat's client SDKs speak with
-a bot, carried inside protobuf `MessageFrame`s on the websocket transport. Only the shapes this
-backend sends or answers; field names as in `pipecat.processors.frameworks.rtvi.models`."""
+a bot, carried inside protobuf `MessageFrame`s on the websocket transport and as plain JSON on
+SmallWebRTC's data channel. Only the shapes this backend sends or answers; field names as in
+`pipecat.processors.frameworks.rtvi.models`. `answer()` and `RtviEvents` are the protocol both
+transports share: what a client message asks for, and which messages a session event becomes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+from providers.wire import WireFormatError
 
 LABEL = "rtvi-ai"
 PROTOCOL_VERSION = "2.2.0"  # what we answer a client that names no version
@@ -71,3 +75,56 @@ def metrics(event: dict[str, Any]) -> dict[str, Any]:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def answer(msg: Any) -> tuple[list[dict[str, Any]], bool]:
+    """A client's RTVI message → (replies, the client ends the call). Raises WireFormatError
+    when it is not an RTVI message at all."""
+    if not isinstance(msg, dict) or msg.get("label") != LABEL:
+        raise WireFormatError(f'not an RTVI message (label "{LABEL}")')
+    kind, msg_id = msg.get("type"), str(msg.get("id") or "")
+    payload = msg.get("data") if isinstance(msg.get("data"), dict) else {}
+    if kind == "client-ready":
+        version = payload.get("version")
+        return [bot_ready(msg_id, version if isinstance(version, str) else None)], False
+    if kind == "disconnect-bot":
+        return [], True
+    text = f"RTVI message type {kind!r} is not supported by this backend"
+    return [error_response(msg_id, text)], False
+
+
+class RtviEvents:
+    """A session event (native protocol) → the RTVI messages a Pipecat bot would send for it.
+    Stateful: bot started/stopped speaking go out once per change."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.bot_speaking = False
+
+    def messages(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        if kind == "state":
+            return self._bot_speaking(event.get("state") == "speaking")
+        if kind == "speech_started":
+            return [message("user-started-speaking")]
+        if kind == "speech_ended":
+            return [message("user-stopped-speaking")]
+        if kind == "transcript":
+            text = str(event.get("text") or "")
+            return [user_transcription(text, self.user_id)] if text else []
+        if kind == "agent_text":
+            text = str(event.get("text") or "")
+            return [bot_output(text), message("bot-transcription", {"text": text})]
+        if kind == "interrupted":
+            return [message("bot-interrupted"), *self._bot_speaking(False)]
+        if kind == "metrics":
+            return [metrics(event)]
+        if kind == "error":
+            return [error(str(event.get("message") or "error"))]
+        return [message("server-message", event)]
+
+    def _bot_speaking(self, speaking: bool) -> list[dict[str, Any]]:
+        if speaking == self.bot_speaking:
+            return []
+        self.bot_speaking = speaking
+        return [message("bot-started-speaking" if speaking else "bot-stopped-speaking")]

@@ -3,12 +3,14 @@
 {"wsUrl", "sessionId", "token"} — the bot starts when a client connects to `wsUrl` with that
 one-time token, so a fresh start is asked for each client connection; `POST /start`
 {"transport": "daily", "createDailyRoom": false, "body": {"room_url", "token", ...}} starts a
-bot at once, handing it `body` (the room we made and its owner token)."""
+bot at once, handing it `body` (the room we made and its owner token); `POST /start`
+{"transport": "webrtc"} → {"sessionId"}: the bot starts when a SmallWebRTC offer reaches
+`/sessions/{sessionId}/api/offer`."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import quote, urlencode, urlparse
 
 import httpx
 
@@ -22,14 +24,18 @@ class PipecatRunner:
         self.server_url = server_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    async def status(self, transport: str = "websocket") -> dict[str, Any]:
+    async def status(self, *transports: str) -> dict[str, Any]:
+        """The runner's status; raises unless it offers one of `transports` (default
+        websocket)."""
+        wanted = transports or ("websocket",)
         data = await self._call("GET", "/status")
-        if transport not in (data.get("transports") or []):
+        if not set(wanted) & set(data.get("transports") or []):
             raise BackendError(
                 "pipecat.status",
                 ErrorCode.CONNECTION_FAILED,
-                f"the Pipecat bot server at {self.server_url} does not offer the {transport} "
-                f"transport (it offers {data.get('transports')}); run it with -t {transport}",
+                f"the Pipecat bot server at {self.server_url} does not offer the "
+                f"{' or '.join(wanted)} transport (it offers {data.get('transports')}); run it "
+                f"with -t {wanted[0]}",
             )
         return data
 
@@ -50,6 +56,20 @@ class PipecatRunner:
         if data.get("token"):
             ws_url += ("&" if "?" in ws_url else "?") + urlencode({"token": data["token"]})
         return ws_url
+
+    async def start_webrtc_bot(self, session_id: str, user_id: str) -> str:
+        """Registers a bot session (`POST /start`, transport webrtc); the bot starts when an
+        offer reaches the returned URL (the runner's `/sessions/{sessionId}/api/offer`)."""
+        body = {"transport": "webrtc", "body": {"session_id": session_id, "user_id": user_id}}
+        data = await self._call("POST", "/start", json=body)
+        bot_session = data.get("sessionId")
+        if not isinstance(bot_session, str) or not bot_session:
+            raise BackendError(
+                "pipecat.start",
+                ErrorCode.CONNECTION_FAILED,
+                f"the Pipecat bot server at {self.server_url} answered /start without a sessionId",
+            )
+        return f"{self.server_url}/sessions/{quote(bot_session, safe='')}/api/offer"
 
     async def _call(
         self, method: str, path: str, *, want_object: bool = True, **kwargs: Any

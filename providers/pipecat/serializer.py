@@ -41,7 +41,7 @@ class PipecatCodec(WireCodec):
     def __init__(self, media: SessionMedia) -> None:
         super().__init__(media)
         self._resampler: Resampler | None = None
-        self._bot_speaking = False
+        self._rtvi = rtvi.RtviEvents(media.user_id)
         self._frame_id = 0
 
     # -- client → session ------------------------------------------------------------------
@@ -92,18 +92,11 @@ class PipecatCodec(WireCodec):
             msg = json.loads(data)
         except ValueError:
             raise WireFormatError("message frame data is not JSON") from None
-        if not isinstance(msg, dict) or msg.get("label") != rtvi.LABEL:
-            raise WireFormatError(f'message frame is not an RTVI message (label "{rtvi.LABEL}")')
-        kind, msg_id = msg.get("type"), str(msg.get("id") or "")
-        payload = msg.get("data") if isinstance(msg.get("data"), dict) else {}
-        if kind == "client-ready":
-            version = payload.get("version")
-            ready = rtvi.bot_ready(msg_id, version if isinstance(version, str) else None)
-            return Decoded(replies=[self._message(ready)])
-        if kind == "disconnect-bot":
-            return Decoded(close=True)
-        text = f"RTVI message type {kind!r} is not supported by this backend"
-        return Decoded(replies=[self._message(rtvi.error_response(msg_id, text))])
+        try:
+            replies, close = rtvi.answer(msg)
+        except WireFormatError as exc:
+            raise WireFormatError(f"message frame is {exc}") from None
+        return Decoded(replies=[self._message(m) for m in replies], close=close)
 
     # -- session → client ------------------------------------------------------------------
     def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
@@ -115,52 +108,23 @@ class PipecatCodec(WireCodec):
         return [frame.SerializeToString()]
 
     def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
-        kind = event.get("type")
-        if kind == "state":
-            return self._bot_speaking_changed(event.get("state") == "speaking")
-        if kind == "speech_started":
-            return [self._message(rtvi.message("user-started-speaking"))]
-        if kind == "speech_ended":
-            return [self._message(rtvi.message("user-stopped-speaking"))]
-        if kind == "transcript":
-            text = str(event.get("text") or "")
-            if not text:
-                return []
+        # Pipecat's own frames first (the client transport acts on them), then RTVI.
+        kind, frames = event.get("type"), []
+        if kind == "transcript" and event.get("text"):
             frame = pb.Frame()
             t = frame.transcription
-            t.id, t.text, t.user_id = self._next_id(), text, self.media.user_id
+            t.id, t.text, t.user_id = self._next_id(), str(event["text"]), self.media.user_id
             t.timestamp = rtvi.now_iso()
-            user = rtvi.user_transcription(text, self.media.user_id)
-            return [frame.SerializeToString(), self._message(user)]
-        if kind == "agent_text":
-            text = str(event.get("text") or "")
+            frames.append(frame.SerializeToString())
+        elif kind == "agent_text":
             frame = pb.Frame()
-            frame.text.id, frame.text.text = self._next_id(), text
-            return [
-                frame.SerializeToString(),
-                self._message(rtvi.bot_output(text)),
-                self._message(rtvi.message("bot-transcription", {"text": text})),
-            ]
-        if kind == "interrupted":
+            frame.text.id, frame.text.text = self._next_id(), str(event.get("text") or "")
+            frames.append(frame.SerializeToString())
+        elif kind == "interrupted":
             frame = pb.Frame()
             frame.interruption.id = self._next_id()
-            return [
-                frame.SerializeToString(),
-                self._message(rtvi.message("bot-interrupted")),
-                *self._bot_speaking_changed(False),
-            ]
-        if kind == "metrics":
-            return [self._message(rtvi.metrics(event))]
-        if kind == "error":
-            return [self._message(rtvi.error(str(event.get("message") or "error")))]
-        return [self._message(rtvi.message("server-message", event))]
-
-    def _bot_speaking_changed(self, speaking: bool) -> list[Outgoing]:
-        if speaking == self._bot_speaking:
-            return []
-        self._bot_speaking = speaking
-        kind = "bot-started-speaking" if speaking else "bot-stopped-speaking"
-        return [self._message(rtvi.message(kind))]
+            frames.append(frame.SerializeToString())
+        return [*frames, *(self._message(m) for m in self._rtvi.messages(event))]
 
     # -- helpers ---------------------------------------------------------------------------
     def _message(self, msg: dict[str, Any]) -> bytes:

@@ -3,6 +3,7 @@ websocket transport, `ProtobufFrameSerializer`, RTVI on (it answers `client-read
 a pipeline that speaks back what it hears (an echo: no model weights can be fetched here).
 
     python pipecat_echo_bot.py -t websocket --host localhost --port PORT
+    python pipecat_echo_bot.py -t webrtc --host localhost --port PORT   # SmallWebRTC
 
 Under `-t daily` it cannot join a room (Daily's servers are out of reach here): it writes the
 `body` the runner handed it (room URL and token) to $PIPECAT_BOT_RECORD and returns.
@@ -18,14 +19,25 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.runner.types import RunnerArguments, WebSocketRunnerArguments
+from pipecat.runner.types import (
+    RunnerArguments,
+    SmallWebRTCRunnerArguments,
+    WebSocketRunnerArguments,
+)
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
+from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketParams,
     FastAPIWebsocketTransport,
 )
 
 RATE = 16000
+
+if os.environ.get("PIPECAT_BOT_ICE_LOOPBACK"):  # a test: no media leaves the host
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
 
 
 class Echo(FrameProcessor):
@@ -38,20 +50,34 @@ class Echo(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+def _transport(runner_args: RunnerArguments) -> BaseTransport | None:
+    if isinstance(runner_args, WebSocketRunnerArguments):
+        return FastAPIWebsocketTransport(
+            websocket=runner_args.websocket,
+            params=FastAPIWebsocketParams(
+                audio_in_enabled=True,
+                audio_out_enabled=True,
+                add_wav_header=False,
+                serializer=ProtobufFrameSerializer(),
+            ),
+        )
+    if isinstance(runner_args, SmallWebRTCRunnerArguments):
+        if record := os.environ.get("PIPECAT_BOT_RECORD"):  # what the runner handed it
+            with open(record, "a") as f:
+                f.write(json.dumps(runner_args.body) + "\n")
+        return SmallWebRTCTransport(
+            webrtc_connection=runner_args.webrtc_connection,
+            params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
+        )
+    return None
+
+
 async def bot(runner_args: RunnerArguments) -> None:
-    if not isinstance(runner_args, WebSocketRunnerArguments):
+    transport = _transport(runner_args)
+    if transport is None:
         with open(os.environ["PIPECAT_BOT_RECORD"], "a") as f:
             f.write(json.dumps(runner_args.body) + "\n")
         return
-    transport = FastAPIWebsocketTransport(
-        websocket=runner_args.websocket,
-        params=FastAPIWebsocketParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            add_wav_header=False,
-            serializer=ProtobufFrameSerializer(),
-        ),
-    )
     task = PipelineTask(
         Pipeline([transport.input(), Echo(), transport.output()]),
         params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=RATE),
