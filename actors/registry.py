@@ -80,6 +80,7 @@ class SessionRegistry:
         self._wake = asyncio.Event()
         self._requested_slots = -1
         self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
+        self.draining: str | None = None  # why admission stopped (the backend is shutting down)
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -122,6 +123,13 @@ class SessionRegistry:
         older than `rev` gets the current one back instead, to validate against and retry."""
         if rev != self.rev:
             return {"config": self.get_config()}
+        if self.draining is not None:
+            raise BackendError(
+                "create_session",
+                ErrorCode.SESSION_LIMIT_EXCEEDED,
+                f"draining: {self.draining}; no new sessions are admitted",
+                details={"draining": True},
+            )
         replica = str(record.get("ingress_replica"))
         self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
         cap = self.effective_cap()
@@ -174,6 +182,12 @@ class SessionRegistry:
             self.pool.kill(w)
         if rec is not None:
             self._wake_pool()
+
+    def drain(self, reason: str) -> list[dict[str, Any]]:
+        """Stop admitting (every replica asks here) and stop refilling the warm pool; returns
+        the live sessions, which the supervisor lets finish up to `drain_timeout`."""
+        self.draining = reason
+        return self.list()
 
     def claim_close(self, session_id: str) -> dict[str, Any] | None:
         """Mark a session closing; None if unknown or already closing (so a close wins once)."""
@@ -252,6 +266,8 @@ class SessionRegistry:
             reasons.append(f"{utilization:.0%} of max_concurrent_sessions in use")
         if unresponsive:
             reasons.append(f"{len(unresponsive)} session(s) unresponsive")
+        if self.draining is not None:
+            reasons.append(f"draining: {self.draining}")
         loop_alive = bool(self._tasks) and not any(t.done() for t in self._tasks)
         status = "healthy" if not reasons else "degraded"
         if not loop_alive:
@@ -296,6 +312,8 @@ class SessionRegistry:
         while True:
             await self.pool.changed.wait()
             self.pool.changed.clear()
+            if self.draining is not None:
+                continue  # shutting down: no new spares
             try:
                 self.pool.refill()
                 self._request_autoscaler_slots()

@@ -59,17 +59,28 @@ class WorkerProfile:
     tts_provider: str
     vad_provider: str
     stage_options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    stage_spares: bool = False  # a loaded spare of each stage (`actors/stage_failover.py`)
 
     @classmethod
     def from_config(cls, config: Config, stage_options: dict[str, dict[str, Any]]) -> WorkerProfile:
         return cls(
-            config.stt_provider or "", config.tts_provider or "", config.vad_provider, stage_options
+            config.stt_provider or "",
+            config.tts_provider or "",
+            config.vad_provider,
+            stage_options,
+            config.stage_spares,
         )
 
     @property
     def key(self) -> str:
         return json.dumps(
-            [self.stt_provider, self.tts_provider, self.vad_provider, self.stage_options],
+            [
+                self.stt_provider,
+                self.tts_provider,
+                self.vad_provider,
+                self.stage_options,
+                self.stage_spares,
+            ],
             sort_keys=True,
             default=str,
         )
@@ -152,8 +163,14 @@ class SessionActor:
     async def _load(self) -> dict[str, Any]:
         p = self.profile
         self._stt, self._tts, stages = await start_stages(
-            self.worker_name, self.namespace, p.stt_provider, p.tts_provider, p.stage_options
+            self.worker_name,
+            self.namespace,
+            p.stt_provider,
+            p.tts_provider,
+            p.stage_options,
+            spares=p.stage_spares,
         )
+        self._stt.slot.on_failover = self._tts.slot.on_failover = self._stage_failover
         self._vad = VAD_PROVIDERS.create(p.vad_provider)  # for the first session
         return {**placement(), "stages": stages, "worker": self.worker_name}
 
@@ -258,6 +275,11 @@ class SessionActor:
             log.warning("worker %s: stage memory unavailable", self.worker_name)
         return round(total, 1)
 
+    def _stage_failover(self, event: dict[str, Any]) -> None:
+        """A stage died and was replaced: tell the session's client."""
+        if self.runtime is not None:
+            self.runtime.outbox.put_event(event)
+
     # -- session calls ---------------------------------------------------------------------
     async def call(self, session_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run one of this actor's session methods for `session_id`, if it is still bound here."""
@@ -360,6 +382,7 @@ class SessionActor:
             "sessions_served": self.sessions_served,
             "pid": os.getpid(),
             "state": self.ping(),
+            "stages": {s.slot.kind: s.slot.state() for s in (self._stt, self._tts) if s},
         }
 
     def set_agent(self, callback: Any = None, instance: Any = None, spec: Any = None) -> None:

@@ -1,0 +1,251 @@
+"""Faults injected into live calls: real processes killed with SIGKILL mid-call.
+
+A stage process (STT while the user speaks, TTS while the agent speaks) dies: the turn goes on
+on a replacement (a warm spare, or Ray's restart of the same stage), the client is told with a
+`stage_failover` event, and the next turn works. A session's own process dies: its client gets
+an error and a close, health drops it within a round, its slot is free again, and another call
+on the same node keeps talking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from typing import Any
+
+import pytest
+import ray
+import websockets
+
+import serve_app
+from backend.errors import BackendError, ErrorCode
+from backend.http_client import HttpClient, send_realtime
+from tests.conftest import make_config, speak, wait_for
+
+pytestmark = pytest.mark.ray
+
+RATE = 16000
+LONG_PREFIX = (
+    "Here is a long answer that takes several seconds to say out loud. It keeps going for a "
+    "while, so that something can go wrong in the middle of it. You said: "
+)
+
+
+class Call:
+    """One client on a session's audio websocket, recording what arrives, in order."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.audio_frames = 0
+        self.close: tuple[int | None, str] | None = None
+        self._task = asyncio.create_task(self._receive())
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, session: dict[str, Any]) -> Any:
+        url = f"{session['media']['url']}?token={session['media']['token']}"
+        async with websockets.connect(url, max_size=None) as ws:
+            call = cls(ws)
+            try:
+                yield call
+            finally:
+                call._task.cancel()
+
+    async def _receive(self) -> None:
+        try:
+            async for msg in self.ws:
+                if isinstance(msg, bytes):
+                    self.audio_frames += 1
+                else:
+                    self.events.append(json.loads(msg))
+        except websockets.ConnectionClosed:
+            pass
+        self.close = (self.ws.close_code, self.ws.close_reason or "")
+
+    def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e.get("type") == kind and all(e.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait(self, kind: str, timeout_s: float = 90.0, **match: Any) -> dict[str, Any]:
+        async def seen() -> Any:
+            found = self.of(kind, **match)
+            return found[0] if found else None
+
+        event = await wait_for(seen, timeout_s, 0.05)
+        assert event is not None, f"no {kind} {match} in {self.events}"
+        return event
+
+    async def say(self, pcm: bytes, silence_s: float = 1.5) -> None:
+        await send_realtime(self.ws.send, pcm + bytes(int(RATE * silence_s) * 2), RATE)
+
+    async def turn_done(self, turn_id: int) -> dict[str, Any]:
+        """The event that ends a turn for the client: its metrics, or its error."""
+
+        async def ended() -> Any:
+            return next(
+                (
+                    e
+                    for e in self.events
+                    if e.get("turn_id") == turn_id and e.get("type") in ("metrics", "error")
+                ),
+                None,
+            )
+
+        event = await wait_for(ended, 120, 0.05)
+        assert event is not None, f"turn {turn_id} never ended: {self.events}"
+        return event
+
+
+async def worker(session: dict[str, Any]) -> Any:
+    return ray.get_actor(session["worker"], namespace=serve_app.NAMESPACE)
+
+
+async def spares_ready(session: dict[str, Any]) -> dict[str, Any] | None:
+    stages = (await (await worker(session)).describe.remote())["stages"]
+    return stages if all(s["spare"] == "ready" for s in stages.values()) else None
+
+
+@pytest.fixture
+async def hello() -> bytes:
+    return await speak("hello world")
+
+
+async def start_call(backend: Any, base_url: str, spares: bool, **fields: Any) -> Any:
+    await backend.update_config(make_config(stage_spares=spares))
+    client = HttpClient(base_url)
+    session = await client.create_session(user_id="faulty", **fields)
+    if spares:
+        assert await wait_for(lambda: spares_ready(session), 120), "spares never loaded"
+    return client, session
+
+
+@pytest.mark.parametrize("spares", [True, False], ids=["spare", "ray-restart"])
+async def test_stt_stage_killed_while_the_user_speaks(
+    backend: Any, base_url: str, hello: bytes, spares: bool
+) -> None:
+    client, session = await start_call(backend, base_url, spares)
+    async with client, Call.open(session) as call:
+        stages = (await (await worker(session)).describe.remote())["stages"]
+        sending = asyncio.create_task(call.say(hello))
+        await call.wait("speech_started", turn_id=1)
+        os.kill(stages["stt"]["pid"], signal.SIGKILL)
+        assert not call.of("speech_ended"), "the kill must land mid-utterance"
+        await sending
+        ended = await call.turn_done(1)
+        assert ended["type"] == "metrics", ended
+        failover = await call.wait("stage_failover", stage="stt")
+        assert failover["via"] == ("spare" if spares else "restart")
+        assert call.of("transcript", turn_id=1)[0]["text"] == "hello world"
+        assert call.of("agent_reply", turn_id=1)
+        assert not call.of("error")
+        after = (await (await worker(session)).describe.remote())["stages"]["stt"]
+        assert after["pid"] != stages["stt"]["pid"] and after["failovers"] == 1
+
+        await call.say(hello)  # the next turn, on the replacement
+        assert (await call.turn_done(2))["type"] == "metrics"
+        assert call.of("transcript", turn_id=2)[0]["text"] == "hello world"
+        await client.close_session(session["session_id"])
+
+
+@pytest.mark.parametrize("spares", [True, False], ids=["spare", "ray-restart"])
+async def test_tts_stage_killed_while_the_agent_speaks(
+    backend: Any, base_url: str, hello: bytes, spares: bool
+) -> None:
+    client, session = await start_call(
+        backend, base_url, spares, agent={"type": "echo", "prefix": LONG_PREFIX}
+    )
+    async with client, Call.open(session) as call:
+        stages = (await (await worker(session)).describe.remote())["stages"]
+        await call.say(hello)
+
+        async def speaking() -> bool:
+            return call.audio_frames > 0
+
+        assert await wait_for(speaking, 90, 0.02)
+        frames_at_kill = call.audio_frames
+        os.kill(stages["tts"]["pid"], signal.SIGKILL)
+        ended = await call.turn_done(1)
+        assert ended["type"] == "metrics", ended
+        assert not call.of("error")
+        assert call.of("agent_reply", turn_id=1)[0]["text"].startswith(LONG_PREFIX.strip()[:20])
+        assert call.audio_frames > frames_at_kill, "the reply went on after the kill"
+        if spares:  # the next sentence found the stage dead and went to the spare
+            assert (await call.wait("stage_failover", stage="tts"))["via"] == "spare"
+            after = (await (await worker(session)).describe.remote())["stages"]["tts"]
+        else:  # Ray restarted it, maybe while the sentence before was still playing
+            named = ray.get_actor(f"{session['worker']}/tts", namespace=serve_app.NAMESPACE)
+            after = (await named.describe.remote())[1]
+        assert after["pid"] != stages["tts"]["pid"]
+
+        await call.say(hello)
+        assert (await call.turn_done(2))["type"] == "metrics"
+        await client.close_session(session["session_id"])
+
+
+async def test_a_session_killed_mid_call_frees_its_slot_and_spares_the_others(
+    backend: Any, base_url: str, hello: bytes
+) -> None:
+    await backend.update_config(make_config(max_concurrent_sessions=2, health_check_interval=1.0))
+    async with HttpClient(base_url) as client:
+        doomed = await client.create_session(user_id="doomed")
+        other = await client.create_session(user_id="other")
+        with pytest.raises(BackendError) as full:
+            await client.create_session(user_id="waiting")
+        assert full.value.code is ErrorCode.SESSION_LIMIT_EXCEEDED
+        doomed_pid = (await (await worker(doomed)).describe.remote())["pid"]
+        other_node = (await client.get_session(other["session_id"]))["node_id"]
+        assert (await client.get_session(doomed["session_id"]))["node_id"] == other_node
+
+        async with Call.open(doomed) as victim, Call.open(other) as bystander:
+            talking = asyncio.create_task(bystander.say(hello))
+            await victim.say(hello)
+            await victim.wait("speech_started")
+            before = await client.health()
+            reaped_before, last_check = before["details"]["reaped_total"], before["last_check"]
+            os.kill(doomed_pid, signal.SIGKILL)
+
+            # The victim's client is told, and its socket closed: no hang.
+            error = await victim.wait("error", 30)
+            assert error["code"] == "session_not_active" and "died" in error["message"]
+
+            async def closed() -> Any:
+                return victim.close
+
+            assert await wait_for(closed, 30)
+            assert victim.close is not None and victim.close[0] == 1011
+
+            # Gone by the end of the first health round that started after the kill: wait
+            # for two rounds to complete (the first may have begun before the kill).
+            seen = [last_check]
+
+            async def two_rounds_after_kill() -> bool:
+                at = (await client.health())["last_check"]
+                if at != seen[-1]:
+                    seen.append(at)
+                return len(seen) > 2
+
+            assert await wait_for(two_rounds_after_kill, 30, 0.1)
+            listed = [s["session_id"] for s in await client.list_sessions()]
+            assert doomed["session_id"] not in listed and other["session_id"] in listed
+            health = await client.health()
+            assert health["details"]["reaped_total"] == reaped_before + 1
+            await backend.health_check()
+            assert backend.get_active_session_count() == 1
+
+            # Its slot is free again: a new session takes it.
+            third = await client.create_session(user_id="waiting")
+
+            # The other call on the same node never noticed: it completes its turn.
+            await talking
+            assert (await bystander.turn_done(1))["type"] == "metrics"
+            assert bystander.of("transcript", turn_id=1)[0]["text"] == "hello world"
+            assert not bystander.of("error")
+        await client.close_session(other["session_id"])
+        await client.close_session(third["session_id"])
