@@ -153,6 +153,17 @@ class StageSlot:
         except Exception:  # observability must never break a conversation
             log.exception("stage failover observer failed")
 
+    def stop(self) -> None:
+        """Stop the live stage and the spare (a worker's stages otherwise die with it)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if spare.done() and not spare.cancelled() and spare.exception() is None:
+                with contextlib.suppress(Exception):
+                    ray.kill(spare.result()[0], no_restart=True)
+            spare.cancel()
+        with contextlib.suppress(Exception):
+            ray.kill(self.actor, no_restart=True)
+
     def died(self, message: str) -> BackendError:
         """The error a caller reports when the replacement failed as well."""
         return BackendError(self.kind, ErrorCode.PIPELINE_ERROR, message)
