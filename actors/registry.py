@@ -81,6 +81,7 @@ class SessionRegistry:
         self._requested_slots = -1
         self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
         self.draining: str | None = None  # why admission stopped (the backend is shutting down)
+        self.breakers: dict[str, dict[str, Any]] = {}  # provider -> worker -> breaker state
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -225,6 +226,16 @@ class SessionRegistry:
         rec.update(updates)
         return True
 
+    def provider_state(self, worker: str, provider: str, state: dict[str, Any]) -> None:
+        """A worker's circuit breaker for `provider` changed state (`providers/resilience.py`)."""
+        by_worker = self.breakers.setdefault(provider, {})
+        if state.get("state") == "closed":
+            by_worker.pop(worker, None)
+        else:
+            by_worker[worker] = {**state, "at": time.time()}
+        if not by_worker:
+            self.breakers.pop(provider, None)
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
         return self.records.get(session_id)
@@ -268,6 +279,13 @@ class SessionRegistry:
             reasons.append(f"{len(unresponsive)} session(s) unresponsive")
         if self.draining is not None:
             reasons.append(f"draining: {self.draining}")
+        live = {w.name for w in self.pool.workers.values()}
+        failing = {
+            provider: states
+            for provider, by_worker in self.breakers.items()
+            if (states := {w: s for w, s in by_worker.items() if w in live})
+        }
+        reasons += [f"provider {p}: circuit open in {len(s)} worker(s)" for p, s in failing.items()]
         loop_alive = bool(self._tasks) and not any(t.done() for t in self._tasks)
         status = "healthy" if not reasons else "degraded"
         if not loop_alive:
@@ -292,6 +310,7 @@ class SessionRegistry:
                 "unresponsive_session_ids": unresponsive,
                 "sessions_total": self.sessions_total,
                 "reaped_total": self.reaped_total,
+                "circuit_breakers": failing,
                 "reasons": reasons,
             },
         }

@@ -37,6 +37,7 @@ from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
+from providers import resilience
 from providers.agents import build_agent
 from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
@@ -186,6 +187,7 @@ class SessionActor:
             where = await self.warm()
             assert self._stt is not None and self._tts is not None
             config = Config(**spec.config)
+            self._guard_providers(config)
             common: dict[str, Any] = {
                 "session_id": spec.session_id,
                 "user_id": spec.user_id,
@@ -256,6 +258,7 @@ class SessionActor:
             with contextlib.suppress(Exception):
                 await self.media.aclose()
         await self._drop_s2s()
+        resilience.reset()  # the next session starts with its own breakers
         self.runtime, self.session_id, self.media, self.spec = None, None, None, None
         # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
         self._vad = VAD_PROVIDERS.create(self.profile.vad_provider)
@@ -274,6 +277,26 @@ class SessionActor:
         except Exception:  # a dead stage: the next ping round will notice
             log.warning("worker %s: stage memory unavailable", self.worker_name)
         return round(total, 1)
+
+    def _guard_providers(self, config: Config) -> None:
+        """This session's timeout, retries and circuit breaker for the hosted calls made in
+        this process (`providers/resilience.py`); breaker changes go to the registry, whose
+        health turns `degraded` naming the provider while a breaker is open."""
+        from actors.registry import REGISTRY_NAME  # the registry module imports this one
+
+        resilience.configure(
+            settings_from(config, 16000).retry,
+            resilience.BreakerSettings(
+                config.circuit_failure_threshold, config.circuit_reset_timeout
+            ),
+        )
+
+        def report(provider: str, state: dict[str, Any]) -> None:  # rare: on state changes
+            with contextlib.suppress(Exception):
+                registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
+                registry.provider_state.remote(self.worker_name, provider, state)
+
+        resilience.on_change = report
 
     def _stage_failover(self, event: dict[str, Any]) -> None:
         """A stage died and was replaced: tell the session's client."""

@@ -108,6 +108,19 @@ def configure(policy: RetryPolicy, settings: BreakerSettings) -> None:
         b.settings = settings
 
 
+def reset() -> None:
+    """Forget every breaker (listeners hear them close) and go back to the defaults: a worker
+    between two sessions, since each session configures its own."""
+    global on_change
+    for b in _breakers.values():
+        if b.state != CLOSED and on_change is not None:
+            with contextlib.suppress(Exception):
+                on_change(b.name, {"state": CLOSED, "failures": 0})
+    _breakers.clear()
+    on_change = None
+    configure(RetryPolicy(max_retries=0), BreakerSettings())
+
+
 def policy() -> RetryPolicy:
     return _policy
 

@@ -22,6 +22,7 @@ from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
 from tests.conftest import make_config, speak, wait_for
 from tests.e2e.live_call import Call
+from tests.providers.test_resilience import Endpoint
 
 pytestmark = pytest.mark.ray
 
@@ -177,3 +178,40 @@ async def test_a_session_killed_mid_call_frees_its_slot_and_spares_the_others(
             assert not bystander.of("error")
         await client.close_session(other["session_id"])
         await client.close_session(third["session_id"])
+
+
+async def test_a_failing_provider_is_cut_off_and_health_names_it(
+    backend: Any, base_url: str, hello: bytes
+) -> None:
+    endpoint = Endpoint()
+    runner = await endpoint.serve()
+    await backend.update_config(
+        make_config(max_retries=0, circuit_failure_threshold=2, circuit_reset_timeout=600)
+    )
+    try:
+        async with HttpClient(base_url) as client:
+            endpoint.mode = "500"
+            session = await client.create_session(
+                user_id="unlucky", agent={"type": "webhook", "url": endpoint.url}
+            )
+            async with Call.open(session) as call:
+                for turn in (1, 2):  # two failures in a row open the breaker
+                    await call.say(hello)
+                    failed = await call.turn_done(turn)
+                    assert failed["type"] == "error" and "500" in failed["message"], failed
+                assert endpoint.requests == 2
+                health = await client.health()
+                assert health["status"] == "degraded"
+                name = f"webhook {endpoint.url.split('/')[2]}"
+                assert any(name in r for r in health["details"]["reasons"]), health
+                assert name in health["details"]["circuit_breakers"]
+
+                await call.say(hello)  # refused at once: the provider is left alone
+                refused = await call.turn_done(3)
+                assert refused["type"] == "error" and "circuit open" in refused["message"]
+                assert endpoint.requests == 2
+            await client.close_session(session["session_id"])
+            # The breaker was that session's: health no longer names the provider.
+            assert name not in (await client.health())["details"].get("circuit_breakers", {})
+    finally:
+        await runner.cleanup()
