@@ -285,7 +285,11 @@ class SessionActor:
         from actors.registry import REGISTRY_NAME  # the registry module imports this one
 
         resilience.configure(
-            settings_from(config, 16000).retry,
+            RetryPolicy(
+                timeout_s=config.timeout,
+                max_retries=config.max_retries,
+                retry_delay_s=config.retry_delay,
+            ),
             resilience.BreakerSettings(
                 config.circuit_failure_threshold, config.circuit_reset_timeout
             ),

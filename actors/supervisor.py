@@ -221,7 +221,9 @@ class Supervisor:
         )
         return sum(1 for r in results if r is None)
 
-    async def drain(self, timeout_s: float, reason: str = "the backend is shutting down") -> dict:
+    async def drain(
+        self, timeout_s: float, reason: str = "the backend is shutting down"
+    ) -> dict[str, Any]:
         """Graceful shutdown: stop admitting, tell every live call, give them `timeout_s` to
         end on their own, then close the rest with the reason "drain timeout"."""
         live = await self.registry.drain.remote(reason)
