@@ -97,10 +97,10 @@ def run(trials: int) -> dict[str, Any]:
     pcm = asyncio.run(hello_pcm())
     harness = Harness.remote()
     samples: dict[str, list[float]] = {
-        f"{stage}_{mode}": [] for stage in ("tts", "stt") for mode in ("spare", "restart", "none")
+        f"{what}_{mode}": []
+        for what in ("tts", "stt", "stt_transcript")
+        for mode in ("spare", "restart", "none")
     }
-    samples["stt_transcript_spare"], samples["stt_transcript_restart"] = [], []
-    samples["stt_transcript_none"] = []
     texts: list[str] = []
     for trial in range(trials):
         for mode in ("spare", "restart"):
