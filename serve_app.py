@@ -530,6 +530,13 @@ class VoiceIngress:
     async def api_close_all(self, reason: str) -> dict[str, Any]:
         return await _envelope(self.sup.close_all(reason))
 
+    async def api_drain(self, timeout_s: float | None = None) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            config = await self.sup.config()
+            return await self.sup.drain(config.drain_timeout if timeout_s is None else timeout_s)
+
+        return await _envelope(run())
+
     async def api_get_session(self, session_id: str) -> dict[str, Any]:
         return await _envelope(self.sup.get_session(session_id))
 

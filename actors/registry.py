@@ -84,6 +84,8 @@ class SessionRegistry:
         self._requested_slots = -1
         self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
         self.security = SecurityState()
+        self.draining: str | None = None  # why admission stopped (the backend is shutting down)
+        self.breakers: dict[str, dict[str, Any]] = {}  # provider -> worker -> breaker state
 
     # -- configuration ---------------------------------------------------------------------
     async def configure(self, config: dict[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -127,6 +129,13 @@ class SessionRegistry:
         older than `rev` gets the current one back instead, to validate against and retry."""
         if rev != self.rev:
             return {"config": self.get_config()}
+        if self.draining is not None:
+            raise BackendError(
+                "create_session",
+                ErrorCode.SESSION_LIMIT_EXCEEDED,
+                f"draining: {self.draining}; no new sessions are admitted",
+                details={"draining": True},
+            )
         replica = str(record.get("ingress_replica"))
         self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
         cap = self.effective_cap()
@@ -180,6 +189,12 @@ class SessionRegistry:
             self.pool.kill(w)
         if rec is not None:
             self._wake_pool()
+
+    def drain(self, reason: str) -> list[dict[str, Any]]:
+        """Stop admitting (every replica asks here) and stop refilling the warm pool; returns
+        the live sessions, which the supervisor lets finish up to `drain_timeout`."""
+        self.draining = reason
+        return self.list()
 
     def claim_close(self, session_id: str) -> dict[str, Any] | None:
         """Mark a session closing; None if unknown or already closing (so a close wins once)."""
@@ -238,6 +253,16 @@ class SessionRegistry:
         await check_rate(self.security.limiter(self.config.session_rate_per_user), user_id)
         return self.auth_view(self.rev, hooks_rev)
 
+    def provider_state(self, worker: str, provider: str, state: dict[str, Any]) -> None:
+        """A worker's circuit breaker for `provider` changed state (`providers/resilience.py`)."""
+        by_worker = self.breakers.setdefault(provider, {})
+        if state.get("state") == "closed":
+            by_worker.pop(worker, None)
+        else:
+            by_worker[worker] = {**state, "at": time.time()}
+        if not by_worker:
+            self.breakers.pop(provider, None)
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
         return self.records.get(session_id)
@@ -279,6 +304,15 @@ class SessionRegistry:
             reasons.append(f"{utilization:.0%} of max_concurrent_sessions in use")
         if unresponsive:
             reasons.append(f"{len(unresponsive)} session(s) unresponsive")
+        if self.draining is not None:
+            reasons.append(f"draining: {self.draining}")
+        live = {w.name for w in self.pool.workers.values()}
+        failing = {
+            provider: states
+            for provider, by_worker in self.breakers.items()
+            if (states := {w: s for w, s in by_worker.items() if w in live})
+        }
+        reasons += [f"provider {p}: circuit open in {len(s)} worker(s)" for p, s in failing.items()]
         loop_alive = bool(self._tasks) and not any(t.done() for t in self._tasks)
         status = "healthy" if not reasons else "degraded"
         if not loop_alive:
@@ -303,6 +337,7 @@ class SessionRegistry:
                 "unresponsive_session_ids": unresponsive,
                 "sessions_total": self.sessions_total,
                 "reaped_total": self.reaped_total,
+                "circuit_breakers": failing,
                 "reasons": reasons,
             },
         }
@@ -323,6 +358,8 @@ class SessionRegistry:
         while True:
             await self.pool.changed.wait()
             self.pool.changed.clear()
+            if self.draining is not None:
+                continue  # shutting down: no new spares
             try:
                 self.pool.refill()
                 self._request_autoscaler_slots()

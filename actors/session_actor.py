@@ -40,6 +40,7 @@ from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 from pipelines.transports.webrtc_relay import WebRtcRelay
+from providers import resilience
 from providers.agents import build_agent
 from providers.backend import BackendProvider, TransportSpec
 from providers.base import VAD, S2sOptions
@@ -63,17 +64,28 @@ class WorkerProfile:
     tts_provider: str
     vad_provider: str
     stage_options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    stage_spares: bool = False  # a loaded spare of each stage (`actors/stage_failover.py`)
 
     @classmethod
     def from_config(cls, config: Config, stage_options: dict[str, dict[str, Any]]) -> WorkerProfile:
         return cls(
-            config.stt_provider or "", config.tts_provider or "", config.vad_provider, stage_options
+            config.stt_provider or "",
+            config.tts_provider or "",
+            config.vad_provider,
+            stage_options,
+            config.stage_spares,
         )
 
     @property
     def key(self) -> str:
         return json.dumps(
-            [self.stt_provider, self.tts_provider, self.vad_provider, self.stage_options],
+            [
+                self.stt_provider,
+                self.tts_provider,
+                self.vad_provider,
+                self.stage_options,
+                self.stage_spares,
+            ],
             sort_keys=True,
             default=str,
         )
@@ -158,8 +170,14 @@ class SessionActor(ObservedSession):
     async def _load(self) -> dict[str, Any]:
         p = self.profile
         self._stt, self._tts, stages = await start_stages(
-            self.worker_name, self.namespace, p.stt_provider, p.tts_provider, p.stage_options
+            self.worker_name,
+            self.namespace,
+            p.stt_provider,
+            p.tts_provider,
+            p.stage_options,
+            spares=p.stage_spares,
         )
+        self._stt.slot.on_failover = self._tts.slot.on_failover = self._stage_failover
         self._vad = VAD_PROVIDERS.create(p.vad_provider)  # for the first session
         return {**placement(), "stages": stages, "worker": self.worker_name}
 
@@ -176,6 +194,7 @@ class SessionActor(ObservedSession):
             assert self._stt is not None and self._tts is not None
             config = Config(**spec.config)
             self._obs_open(spec, config, config.provider, self._stage_actors())
+            self._guard_providers(config)
             common: dict[str, Any] = {
                 "session_id": spec.session_id,
                 "user_id": spec.user_id,
@@ -265,6 +284,7 @@ class SessionActor(ObservedSession):
                 await self.media.aclose()
         self._obs_close(reason, self._stage_actors())
         await self._drop_s2s()
+        resilience.reset()  # the next session starts with its own breakers
         self.runtime, self.session_id, self.media, self.spec = None, None, None, None
         # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
         self._vad = VAD_PROVIDERS.create(self.profile.vad_provider)
@@ -283,6 +303,35 @@ class SessionActor(ObservedSession):
         except Exception:  # a dead stage: the next ping round will notice
             log.warning("worker %s: stage memory unavailable", self.worker_name)
         return round(total, 1)
+
+    def _guard_providers(self, config: Config) -> None:
+        """This session's timeout, retries and circuit breaker for the hosted calls made in
+        this process (`providers/resilience.py`); breaker changes go to the registry, whose
+        health turns `degraded` naming the provider while a breaker is open."""
+        from actors.registry import REGISTRY_NAME  # the registry module imports this one
+
+        resilience.configure(
+            RetryPolicy(
+                timeout_s=config.timeout,
+                max_retries=config.max_retries,
+                retry_delay_s=config.retry_delay,
+            ),
+            resilience.BreakerSettings(
+                config.circuit_failure_threshold, config.circuit_reset_timeout
+            ),
+        )
+
+        def report(provider: str, state: dict[str, Any]) -> None:  # rare: on state changes
+            with contextlib.suppress(Exception):
+                registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
+                registry.provider_state.remote(self.worker_name, provider, state)
+
+        resilience.on_change = report
+
+    def _stage_failover(self, event: dict[str, Any]) -> None:
+        """A stage died and was replaced: tell the session's client."""
+        if self.runtime is not None:
+            self.runtime.outbox.put_event(event)
 
     # -- session calls ---------------------------------------------------------------------
     async def call(self, session_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -430,6 +479,7 @@ class SessionActor(ObservedSession):
             "sessions_served": self.sessions_served,
             "pid": os.getpid(),
             "state": self.ping(),
+            "stages": {s.slot.kind: s.slot.state() for s in (self._stt, self._tts) if s},
         }
 
     def set_agent(self, callback: Any = None, instance: Any = None, spec: Any = None) -> None:

@@ -7,6 +7,7 @@ ordinary `STT`/`TTS` objects (`RemoteSTT`, `RemoteTTS`); only this module knows 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.errors import as_backend_error
 from actors.observability import ObservedStage
+from actors.stage_failover import STAGE_DIED, StageSlot
 from backend.errors import BackendError
 from providers.base import (
     S2S,
@@ -35,6 +37,7 @@ from providers.base import (
 from providers.registry import S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS
 
 STAGE_MAX_RESTARTS = 3
+MAX_REPLAY_BYTES = 30 * 16000 * 2  # an utterance's audio kept for a replacement STT stage: 30 s
 
 
 def placement() -> dict[str, Any]:
@@ -185,56 +188,138 @@ class S2sStageActor(_Stage):
 
 
 class _RemoteSttStream(SttStream):
-    def __init__(self, actor: Any, utterance_id: int) -> None:
-        self._actor = actor
+    """One utterance on the STT stage. The audio sent so far is kept (up to
+    `MAX_REPLAY_BYTES`), so that if the stage dies mid-utterance the replacement hears it all
+    again and the turn goes on as if nothing happened."""
+
+    def __init__(self, stt: RemoteSTT, utterance_id: int) -> None:
+        self._stt = stt
         self._id = utterance_id
+        self._sent: list[bytes] = []
+        self._sent_bytes = 0
 
     async def push(self, pcm16: bytes) -> None:
-        await self._actor.push.remote(self._id, pcm16)
+        self._sent.append(pcm16)
+        self._sent_bytes += len(pcm16)
+        actor = self._stt.actor
+        try:
+            await actor.push.remote(self._id, pcm16)
+        except STAGE_DIED:
+            await self._replay(actor)  # includes this chunk
 
     async def finish(self) -> str:
+        actor = self._stt.actor
         try:
-            return await self._actor.finish.remote(self._id)
+            return await actor.finish.remote(self._id)
+        except STAGE_DIED:
+            actor = await self._replay(actor)
+            return await self._finish_on(actor)
         except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
             raise as_backend_error("stt.finish", exc) from None
 
+    async def _finish_on(self, actor: Any) -> str:
+        try:
+            return await actor.finish.remote(self._id)
+        except STAGE_DIED:
+            raise self._stt.slot.died("the STT stage died again while finishing") from None
+        except RayTaskError as exc:
+            raise as_backend_error("stt.finish", exc) from None
+
+    async def _replay(self, dead: Any) -> Any:
+        slot = self._stt.slot
+        if self._sent_bytes > MAX_REPLAY_BYTES:
+            raise slot.died("the STT stage died during an utterance too long to replay")
+        actor = await slot.replace(dead)
+        try:
+            for chunk in self._sent:
+                await actor.push.remote(self._id, chunk)
+        except STAGE_DIED:
+            raise slot.died("the STT stage died again while taking over") from None
+        slot.recovered()
+        return actor
+
 
 class RemoteSTT(STT):
-    def __init__(self, actor: Any, capabilities: SttCapabilities, name: str) -> None:
-        self.actor = actor
+    def __init__(self, slot: StageSlot, capabilities: SttCapabilities, name: str) -> None:
+        self.slot = slot
         self.capabilities = capabilities
         self.name = name
         self._ids = itertools.count(1)
 
+    @property
+    def actor(self) -> Any:
+        return self.slot.actor
+
     def stream(self) -> SttStream:
-        return _RemoteSttStream(self.actor, next(self._ids))
+        return _RemoteSttStream(self, next(self._ids))
 
 
 class RemoteTTS(TTS):
-    def __init__(self, actor: Any, capabilities: TtsCapabilities, name: str) -> None:
-        self.actor = actor
+    def __init__(self, slot: StageSlot, capabilities: TtsCapabilities, name: str) -> None:
+        self.slot = slot
         self.capabilities = capabilities
         self.name = name
+        self._turn: int | None = None  # the reply in progress, re-announced to a replacement
+
+    @property
+    def actor(self) -> Any:
+        return self.slot.actor
 
     async def begin_turn(self, turn_id: int) -> None:
-        await self.actor.begin_turn.remote(turn_id)
+        self._turn = turn_id
+        try:
+            await self.actor.begin_turn.remote(turn_id)
+        except STAGE_DIED:
+            await self._replace(self.actor)
 
     async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
-        await self.actor.end_turn.remote(turn_id, interrupted)
+        self._turn = None
+        with contextlib.suppress(STAGE_DIED):  # a dead stage holds no turn to end
+            await self.actor.end_turn.remote(turn_id, interrupted)
+
+    async def _replace(self, dead: Any) -> Any:
+        actor = await self.slot.replace(dead)
+        if self._turn is not None:
+            await actor.begin_turn.remote(self._turn)
+        return actor
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        chunks = self.actor.synthesize.remote(text)
-        finished = False
-        try:
-            async for ref in chunks:
-                yield await ref
-            finished = True
-        except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
-            finished = True
-            raise as_backend_error("tts.synthesize", exc) from None
-        finally:
-            if not finished:  # a barge-in closed us: stop the generation on the stage too
-                ray.cancel(chunks)
+        """Stream the sentence's audio. If the stage dies part-way, the replacement says the
+        sentence again and the audio resumes where it stopped (what was already delivered is
+        skipped), so the listener hears a pause, not a cut."""
+        delivered = 0
+        for attempt in range(2):
+            actor = self.actor
+            chunks = actor.synthesize.remote(text)
+            skip, finished, resumed = delivered, False, attempt == 0
+            try:
+                async for ref in chunks:
+                    chunk = await ref
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                        if not chunk:
+                            continue
+                    if not resumed:
+                        resumed = True
+                        self.slot.recovered()
+                    delivered += len(chunk)
+                    yield chunk
+                finished = True
+                if not resumed:  # the replacement had nothing left to say
+                    self.slot.recovered()
+                return
+            except RayTaskError as exc:  # the stage's own error, so the retry policy can read it
+                finished = True
+                raise as_backend_error("tts.synthesize", exc) from None
+            except STAGE_DIED:
+                finished = True
+                if attempt:
+                    raise self.slot.died("the TTS stage died again while speaking") from None
+                await self._replace(actor)
+            finally:
+                if not finished:  # a barge-in closed us: stop the generation on the stage too
+                    ray.cancel(chunks)
 
 
 class _RemoteS2sSession(S2sSession):
@@ -282,21 +367,44 @@ async def start_stages(
     stt_provider: str,
     tts_provider: str,
     stage_options: dict[str, dict[str, Any]],
+    spares: bool = False,
 ) -> tuple[RemoteSTT, RemoteTTS, dict[str, dict[str, Any]]]:
     """Start both stage actors of the worker `owner` in parallel on this node and wait until
-    their models are loaded. Returns the proxies and where each stage runs."""
-    stt_actor = SttStageActor.options(**pinned_here(f"{owner}/stt", namespace)).remote(
-        stt_provider, stage_options.get(stt_provider, {})
+    their models are loaded. Returns the proxies and where each stage runs. With `spares`, a
+    spare of each then loads in the background (`actors/stage_failover.py`); spares are
+    unnamed (they take a name's place only by being swapped in) and die with their worker."""
+    stt_args = (stt_provider, stage_options.get(stt_provider, {}))
+    tts_args = (tts_provider, stage_options.get(tts_provider, {}))
+    # With spares, a dead stage is replaced by its spare, never restarted: a call finds it
+    # dead at once, where a restarting actor would hold the call for ~1 s.
+    restarts = {"max_restarts": 0 if spares else STAGE_MAX_RESTARTS}
+    stt_name, tts_name = (
+        pinned_here(f"{owner}/stt", namespace),
+        pinned_here(f"{owner}/tts", namespace),
     )
-    tts_actor = TtsStageActor.options(**pinned_here(f"{owner}/tts", namespace)).remote(
-        tts_provider, stage_options.get(tts_provider, {})
-    )
+    stt_actor = SttStageActor.options(**stt_name, **restarts).remote(*stt_args)
+    tts_actor = TtsStageActor.options(**tts_name, **restarts).remote(*tts_args)
     (stt_caps, stt_at), (tts_caps, tts_at) = await asyncio.gather(
         stt_actor.describe.remote(), tts_actor.describe.remote()
     )
+    here = {**{k: v for k, v in pinned_here("", namespace).items() if k != "name"}, **restarts}
+    stt_slot = StageSlot(
+        "stt",
+        stt_actor,
+        stt_at.get("pid"),
+        (lambda: SttStageActor.options(**here).remote(*stt_args)) if spares else None,
+    )
+    tts_slot = StageSlot(
+        "tts",
+        tts_actor,
+        tts_at.get("pid"),
+        (lambda: TtsStageActor.options(**here).remote(*tts_args)) if spares else None,
+    )
+    stt_slot.prepare_spare()
+    tts_slot.prepare_spare()
     return (
-        RemoteSTT(stt_actor, stt_caps, stt_provider),
-        RemoteTTS(tts_actor, tts_caps, tts_provider),
+        RemoteSTT(stt_slot, stt_caps, stt_provider),
+        RemoteTTS(tts_slot, tts_caps, tts_provider),
         {"stt": {"provider": stt_provider, **stt_at}, "tts": {"provider": tts_provider, **tts_at}},
     )
 

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CLOSE_GRACE_S = 5.0
 HANDLE_CACHE_SIZE = 10_000
 PROVIDER_HEALTH_TTL_S = 10.0
+DRAIN_POLL_S = 0.25
 
 
 def get_registry(namespace: str) -> Any:
@@ -267,6 +268,23 @@ class Supervisor:
             *(self.close_session(r["session_id"], reason) for r in records), return_exceptions=True
         )
         return sum(1 for r in results if r is None)
+
+    async def drain(
+        self, timeout_s: float, reason: str = "the backend is shutting down"
+    ) -> dict[str, Any]:
+        """Graceful shutdown: stop admitting, tell every live call, give them `timeout_s` to
+        end on their own, then close the rest with the reason "drain timeout"."""
+        live = await self.registry.drain.remote(reason)
+        notice = {"type": "draining", "reason": reason, "timeout_s": timeout_s}
+        for rec in live:
+            with contextlib.suppress(Exception):
+                await (await self.session_ref(rec)).add_event.remote(notice)
+        deadline = time.monotonic() + timeout_s
+        while live and time.monotonic() < deadline:
+            await asyncio.sleep(min(DRAIN_POLL_S, max(0.0, deadline - time.monotonic())))
+            live = await self.registry.list.remote()
+        closed = await self.close_all("drain timeout") if live else 0
+        return {"closed_at_timeout": closed}
 
     # -- queries ---------------------------------------------------------------------------
     def wire_codec(self, rec: dict[str, Any]) -> WireCodec | None:

@@ -94,11 +94,15 @@ async def relay(
         asyncio.create_task(_push(actor, inbound)),
         asyncio.create_task(_send(ws, actor, codec, limits)),
     ]
+    reason = ""  # the session's close reason, also given as the websocket's
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if not t.cancelled() and (exc := t.exception()) is not None:
+            if t.cancelled():
+                continue
+            if (exc := t.exception()) is not None:
                 raise exc
+            reason = t.result() or reason
     except WebSocketDisconnect as gone:
         log.info("websocket client left (code %s)", gone.code)
     except Exception as exc:  # tell the client, never a stack trace
@@ -107,14 +111,15 @@ async def relay(
             return
         err = as_backend_error("websocket", exc)
         log.warning("websocket relay ended: %s", err)
-        await _close(ws, CLOSE_SESSION_ERROR, {"type": "error", **err.to_body()["error"]})
+        event = {"type": "error", **err.to_body()["error"]}
+        await _close(ws, CLOSE_SESSION_ERROR, event, err.message)
     finally:
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
-        await _close(ws, CLOSE_NORMAL)
+        await _close(ws, CLOSE_NORMAL, reason=reason)
 
 
 async def _receive(
@@ -200,7 +205,9 @@ async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
         metrics.audio_bytes("in", sum(len(f) for f in frames if f is not None))
 
 
-async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None, limits: RelayLimits) -> None:
+async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None, limits: RelayLimits) -> str:
+    """Returns the session's close reason once it has closed."""
+    reason = "closed"
     pacer = _Pacer(limits.output_bytes_per_s, limits.ahead_s)
     while True:
         budget = pacer.budget()
@@ -221,8 +228,10 @@ async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None, limits: Rela
                 await ws.send_bytes(payload)
             else:
                 await ws.send_text(json.dumps(payload))
+                if payload.get("type") == "closed":
+                    reason = str(payload.get("reason") or reason)
         if out["closed"]:
-            return
+            return reason
 
 
 async def _send_all(ws: WebSocket, messages: list[Outgoing]) -> None:
@@ -233,10 +242,12 @@ async def _send_all(ws: WebSocket, messages: list[Outgoing]) -> None:
             await ws.send_text(m)
 
 
-async def _close(ws: WebSocket, code: int, event: dict[str, Any] | None = None) -> None:
+async def _close(
+    ws: WebSocket, code: int, event: dict[str, Any] | None = None, reason: str = ""
+) -> None:
     if ws.application_state is WebSocketState.DISCONNECTED:
         return
     with contextlib.suppress(Exception):
         if event is not None:
             await ws.send_text(json.dumps(event))
-        await ws.close(code)
+        await ws.close(code, reason[:120])  # a close reason is at most 123 bytes

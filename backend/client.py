@@ -164,11 +164,13 @@ class VoiceBackend:
                 "start", ErrorCode.CONNECTION_FAILED, "backend was stopped; call new_backend again"
             )
 
-    async def stop(self) -> None:
-        """Close every session, then remove the Serve app. Ray itself keeps running."""
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Drain, then remove the Serve app (Ray itself keeps running): new sessions are
+        refused at once, live calls get `drain_timeout` seconds (default: the config's) to end,
+        then the rest are closed with the reason "drain timeout"."""
         if self._stopped:
             return
-        await self._rpc("stop", "api_close_all", "backend stopped")
+        await self._rpc("stop", "api_drain", drain_timeout)
         await asyncio.to_thread(serve_app.undeploy)
         self._stopped = True
         self._count = 0

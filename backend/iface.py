@@ -162,6 +162,17 @@ class Config(_Model):
         description="seconds a websocket client may send nothing (audio or ping) before its "
         "session is closed",
     )
+    # Faults (issue 9). A spare STT and TTS stage per worker, loaded and waiting, take over
+    # from a stage whose process died in a fraction of Ray's ~1 s restart; it costs two more
+    # processes per worker, so it is off by default.
+    stage_spares: bool = False
+    # Shutting the backend down: admission stops, live calls get this long to end on their
+    # own, then they are closed with the reason "drain timeout".
+    drain_timeout: float = Field(default=30.0, ge=0.0, le=3600.0, description="seconds")
+    # Circuit breaker of hosted provider calls: open after this many failures in a row, then
+    # let one trial call through after the cool-down.
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_reset_timeout: float = Field(default=30.0, ge=0.1, le=3600.0, description="seconds")
 
     _durations = field_validator(
         "latency_target",
@@ -173,6 +184,8 @@ class Config(_Model):
         "health_check_interval",
         "media_token_ttl",
         "client_stall_timeout",
+        "drain_timeout",
+        "circuit_reset_timeout",
         mode="before",
     )(_seconds)
 

@@ -237,7 +237,8 @@ class SttTtsPipeline(TurnLoop):
                     failed = err  # reported once, at the end of the utterance
                 else:
                     stream = None
-                    self._report(err)
+                    # The turn's own error event ends it for the client: never a silent hang.
+                    self._report(err, arg.turn_id if cmd == "finish" else None)
 
     # -- turn worker: agent + TTS, one turn at a time --------------------------------------
     async def _turn_worker(self) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
 from backend.errors import BackendError, ErrorCode
 from providers.base import Agent, AgentContext
+from providers.resilience import guarded_call
 
 _OP = "agent.webhook"
 
@@ -32,6 +34,7 @@ class WebhookAgent(Agent):
                 field="agent.url",
             )
         self.url = url
+        self.breaker_name = f"webhook {parsed.netloc}"  # one breaker per endpoint host
         self._client = httpx.AsyncClient(headers=headers or {})
 
     async def stream(self, transcript: str, ctx: AgentContext) -> AsyncIterator[str]:
@@ -41,28 +44,46 @@ class WebhookAgent(Agent):
             "user_id": ctx.user_id,
             "history": ctx.history,
         }
+        resp = await guarded_call(_OP, self.breaker_name, lambda: self._open(payload))
         try:
-            async with self._client.stream("POST", self.url, json=payload) as resp:
-                if resp.status_code >= 400:
-                    raise BackendError(
-                        _OP, ErrorCode.AGENT_ERROR, f"webhook answered HTTP {resp.status_code}"
-                    )
-                if resp.headers.get("content-type", "").startswith("text/"):
-                    async for piece in resp.aiter_text():
-                        if piece:
-                            yield piece
-                    return
-                body = await resp.aread()
+            if resp.headers.get("content-type", "").startswith("text/"):
+                async for piece in resp.aiter_text():
+                    if piece:
+                        yield piece
+                return
+            body = await resp.aread()
         except httpx.HTTPError as exc:
             raise BackendError(
                 _OP, ErrorCode.CONNECTION_FAILED, f"webhook unreachable: {exc}"
             ) from exc
+        finally:
+            await resp.aclose()
         try:
             yield str(json.loads(body)["reply"])
         except (ValueError, KeyError, TypeError):
             raise BackendError(
                 _OP, ErrorCode.AGENT_ERROR, 'webhook must answer {"reply": "..."} or stream text'
             ) from None
+
+    async def _open(self, payload: dict[str, Any]) -> httpx.Response:
+        """Send the turn and read the answer's status: the part retried and guarded by the
+        breaker (once text flows, a retry would say it twice)."""
+        request = self._client.build_request("POST", self.url, json=payload)
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                _OP, ErrorCode.CONNECTION_FAILED, f"webhook unreachable: {exc}"
+            ) from exc
+        if resp.status_code >= 400:
+            await resp.aclose()
+            raise BackendError(
+                _OP,
+                ErrorCode.AGENT_ERROR,
+                f"webhook answered HTTP {resp.status_code}",
+                details={"status": resp.status_code},
+            )
+        return resp
 
     async def reply(self, transcript: str, ctx: AgentContext) -> str:
         return "".join([piece async for piece in self.stream(transcript, ctx)])

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlparse
 
 from backend.errors import BackendError
 from providers.base import TTS, TtsCapabilities
 from providers.openai.config import AudioOptions, as_backend_error, parse_options
-from providers.retry import call_with_retry
+from providers.resilience import guarded_call
 
 _RATE_HZ = 24000
 _CHUNK_BYTES = 4800  # 100 ms
@@ -24,6 +25,8 @@ class OpenAITTS(TTS):
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(AudioOptions, self.name, options)
         self._client = self.options.client(timeout_s=self.options.timeout)
+        host = urlparse(self.options.base_url or "https://api.openai.com").netloc
+        self.breaker_name = f"openai tts {host}"  # a failing endpoint is left alone a while
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
@@ -46,7 +49,9 @@ class OpenAITTS(TTS):
             except Exception as exc:
                 raise as_backend_error("openai.tts", exc) from None
 
-        manager, response = await call_with_retry("openai.tts", open_stream, opts.retry_policy())
+        manager, response = await guarded_call(
+            "openai.tts", self.breaker_name, open_stream, opts.retry_policy()
+        )
         odd = b""  # keep samples whole across network chunks
         try:
             async for chunk in response.iter_bytes(_CHUNK_BYTES):

@@ -12,6 +12,7 @@ happens to every session when node A is removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import ray
+import websockets
 from ray import serve
 from ray.cluster_utils import Cluster
 
@@ -103,6 +105,9 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
             if i["node_id"] == node_a.node_id
         ]
         on_b = [s for s, i in zip(sessions, infos, strict=True) if i["node_id"] == node_b.node_id]
+        lost = next(s for s in sessions if s["session_id"] in on_a)
+        listener = asyncio.create_task(listen_until_closed(lost))
+        await asyncio.sleep(1.0)  # the client is connected and idle when its node goes
         cluster.remove_node(node_a, allow_graceful=False)
         removed_at = time.monotonic()
 
@@ -114,6 +119,7 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
 
         out["a_sessions_reaped"] = bool(await wait_until(a_sessions_gone, 90))
         out["reap_s"] = round(time.monotonic() - removed_at, 1)
+        out["lost_client"] = await asyncio.wait_for(listener, 90)
 
         async def node_a_gone() -> dict[str, Any] | None:
             # Ray declares a node dead some seconds after its sessions' actors are (GCS health
@@ -132,8 +138,38 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
         for s in on_b:
             await http.close_session(s["session_id"])
         out["capacity_end"] = await capacity()
+
+        # 4. A node joins in A's place: its slots come back and take calls.
+        node_c = cluster.add_node(num_cpus=1, resources={"voice_session": SLOTS_A})
+        out["node_c"] = node_c.node_id
+
+        async def slots_back() -> bool:
+            return (await capacity())["session_slots"] == SLOTS_A + SLOTS_B
+
+        out["slots_back"] = bool(await wait_until(slots_back, 120))
+        out["capacity_rejoined"] = await capacity()
+        fresh = [await http.create_session(user_id=f"rejoin-{i}") for i in range(SLOTS_A + SLOTS_B)]
+        infos = [await http.get_session(s["session_id"]) for s in fresh]
+        out["rejoin_nodes"] = [i["node_id"] for i in infos]
+        on_c = next(s for s, i in zip(fresh, infos, strict=True) if i["node_id"] == node_c.node_id)
+        result = await http.talk(on_c, hello, 16000, realtime=False, trailing_silence_s=1.0)
+        out["c_heard"] = " ".join(result.transcripts)
+        for s in fresh:
+            await http.close_session(s["session_id"])
     serve_app.undeploy()
     return out
+
+
+async def listen_until_closed(session: dict[str, Any]) -> dict[str, Any]:
+    """What the client of a session on the lost node sees: its events and the close code."""
+    url = f"{session['media']['url']}?token={session['media']['token']}"
+    events = []
+    async with websockets.connect(url) as ws:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for msg in ws:
+                if isinstance(msg, str):
+                    events.append(json.loads(msg))
+        return {"errors": [e for e in events if e["type"] == "error"], "close_code": ws.close_code}
 
 
 def main() -> None:

@@ -73,3 +73,16 @@ def test_losing_a_node_fails_only_its_sessions_and_the_others_keep_talking(
     assert observed["b_heard"] == ["hello world"] * SLOTS_B
     end = observed["capacity_end"]
     assert end["active_sessions"] == 0 and end["free_slots"] == SLOTS_B
+
+
+def test_the_lost_nodes_clients_are_told_and_capacity_returns_when_a_node_rejoins(
+    observed: dict,
+) -> None:
+    lost = observed["lost_client"]
+    assert lost["close_code"] == 1011
+    assert [e["code"] for e in lost["errors"]] == ["session_not_active"]
+    assert "died" in lost["errors"][0]["message"]
+    assert observed["slots_back"]
+    assert observed["node_c"] in observed["capacity_rejoined"]["nodes"]
+    assert observed["rejoin_nodes"].count(observed["node_c"]) == SLOTS_A
+    assert observed["c_heard"] == "hello world"
