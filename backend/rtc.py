@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fractions
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +26,7 @@ from av import AudioFrame
 
 RTC_RATE_HZ = 48000  # Opus' clock: every WebRTC audio frame here is at this rate
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz, the usual Opus packet
+RESYNC_LAG_S = 0.2  # a track this far behind its clock (a busy loop) skips ahead, not bursts
 
 _host_addresses: ContextVar[tuple[str, ...] | None] = ContextVar("host_addresses", default=None)
 _aioice_host_addresses = aioice.ice.get_host_addresses
@@ -95,3 +98,28 @@ def mono_frame(samples: np.ndarray, pts: int, rate_hz: int = RTC_RATE_HZ) -> Aud
     frame.pts = pts
     frame.time_base = fractions.Fraction(1, rate_hz)
     return frame
+
+
+class FrameClock:
+    """Paces a track's 20 ms frames on the wall clock and numbers them (`pts`). A track that
+    fell more than `resync_lag_s` behind (a busy event loop) skips ahead instead of bursting;
+    None never skips (a test client that wants every frame it queued sent)."""
+
+    def __init__(self, resync_lag_s: float | None = RESYNC_LAG_S) -> None:
+        self.resync_lag_s = resync_lag_s
+        self.pts = 0
+        self._start: float | None = None
+
+    async def tick(self) -> int:
+        """Wait for the next frame's time; returns its pts."""
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+            return self.pts
+        self.pts += FRAME_SAMPLES
+        wait = self._start + self.pts / RTC_RATE_HZ - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elif self.resync_lag_s is not None and wait < -self.resync_lag_s:
+            self._start = now - self.pts / RTC_RATE_HZ
+        return self.pts

@@ -29,6 +29,7 @@ from backend.http_client import CallResult
 from backend.rtc import (
     FRAME_SAMPLES,
     RTC_RATE_HZ,
+    FrameClock,
     frame_to_mono,
     host_candidates,
     low_latency_audio,
@@ -48,8 +49,7 @@ class MicTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._buf = np.zeros(0, dtype=np.int16)
-        self._start: float | None = None
-        self._pts = 0
+        self._clock = FrameClock(resync_lag_s=None)
         self.drained = asyncio.Event()
         self.drained_at: float | None = None
 
@@ -60,21 +60,14 @@ class MicTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / RTC_RATE_HZ - now
-            if wait > 0:
-                await asyncio.sleep(wait)
+        pts = await self._clock.tick()
         samples, self._buf = self._buf[:FRAME_SAMPLES], self._buf[FRAME_SAMPLES:]
         if samples.size and not self._buf.size:
             self.drained_at = time.monotonic()
             self.drained.set()
         if samples.size < FRAME_SAMPLES:
             samples = np.concatenate((samples, np.zeros(FRAME_SAMPLES - samples.size, np.int16)))
-        return mono_frame(samples, self._pts)
+        return mono_frame(samples, pts)
 
 
 class WebRtcCall:

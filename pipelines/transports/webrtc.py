@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from backend.errors import BackendError, ErrorCode
 from backend.rtc import (
     FRAME_SAMPLES,
     RTC_RATE_HZ,
+    FrameClock,
     frame_to_mono,
     host_candidates,
     low_latency_audio,
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 MAX_SDP_CHARS = 100_000
 MAX_PENDING_EVENTS = 1000  # events kept while the data channel is not open yet
-RESYNC_LAG_S = 0.2  # a track this far behind its clock (a busy loop) skips ahead, not bursts
 
 
 @dataclass(slots=True)
@@ -73,8 +72,7 @@ class OutboxTrack(MediaStreamTrack):
         self._source_rate_hz = source_rate_hz
         self._resampler = StreamResampler(source_rate_hz, RTC_RATE_HZ)
         self._buf = np.zeros(0, dtype=np.int16)
-        self._start: float | None = None
-        self._pts = 0
+        self._clock = FrameClock()
         self.frames_with_audio = 0
 
     @property
@@ -97,16 +95,7 @@ class OutboxTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / RTC_RATE_HZ - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -RESYNC_LAG_S:
-                self._start = now - self._pts / RTC_RATE_HZ
+        pts = await self._clock.tick()
         self._fill()
         samples = self._buf[:FRAME_SAMPLES]
         self._buf = self._buf[FRAME_SAMPLES:]
@@ -114,7 +103,7 @@ class OutboxTrack(MediaStreamTrack):
             self.frames_with_audio += 1
         if samples.size < FRAME_SAMPLES:
             samples = np.concatenate((samples, np.zeros(FRAME_SAMPLES - samples.size, np.int16)))
-        return mono_frame(samples, self._pts)
+        return mono_frame(samples, pts)
 
 
 class WebRtcTransport(MediaTransport):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from typing import Any
 
@@ -26,6 +25,7 @@ from backend.errors import BackendError, ErrorCode
 from backend.rtc import (
     FRAME_SAMPLES,
     RTC_RATE_HZ,
+    FrameClock,
     frame_to_mono,
     host_candidates,
     low_latency_audio,
@@ -35,7 +35,7 @@ from backend.rtc import (
 from pipelines.audio import StreamResampler
 from pipelines.outbox import Outbox
 from pipelines.transports.base import OnClosed
-from pipelines.transports.webrtc import RESYNC_LAG_S, WebRtcOptions, WebRtcTransport
+from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class PipeTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._buf = np.zeros(0, dtype=np.int16)
-        self._start: float | None = None
-        self._pts = 0
+        self._clock = FrameClock()
 
     def push(self, samples: np.ndarray) -> None:
         self._buf = np.concatenate((self._buf, samples))[-int(MAX_BUFFER_S * RTC_RATE_HZ) :]
@@ -61,20 +60,11 @@ class PipeTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / RTC_RATE_HZ - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -RESYNC_LAG_S:
-                self._start = now - self._pts / RTC_RATE_HZ
+        pts = await self._clock.tick()
         samples, self._buf = self._buf[:FRAME_SAMPLES], self._buf[FRAME_SAMPLES:]
         if samples.size < FRAME_SAMPLES:
             samples = np.concatenate((samples, np.zeros(FRAME_SAMPLES - samples.size, np.int16)))
-        return mono_frame(samples, self._pts)
+        return mono_frame(samples, pts)
 
 
 async def _pump(track: MediaStreamTrack, into: Any) -> None:
