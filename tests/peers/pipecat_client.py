@@ -19,6 +19,7 @@ import json
 import sys
 
 import numpy as np
+from peer_wait import wait_for_change
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -73,18 +74,7 @@ class Recorder(FrameProcessor):
         return [m.get("type", "") for m in self.rtvi]
 
     async def wait_for(self, predicate, timeout_s: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not predicate():
-            self.changed.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await wait_for_change(self.changed, predicate, timeout_s)
 
 
 def audio_frames(pcm: bytes) -> list[Frame]:

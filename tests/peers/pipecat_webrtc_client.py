@@ -33,6 +33,7 @@ import soxr
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
+from peer_wait import wait_for_change
 from pipecat.processors.frameworks.rtvi.models import (
     AboutClientData,
     BotReady,
@@ -193,18 +194,7 @@ class Call:
         return [m.get("type", "") for m in self.messages]
 
     async def wait_for(self, predicate, timeout_s: float = TURN_TIMEOUT_S) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not predicate():
-            self.changed.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await wait_for_change(self.changed, predicate, timeout_s)
 
     async def turn(self, speech: bytes) -> dict:
         """Speak; wait for the transcript and the spoken reply (RTVI + audio on the track)."""
