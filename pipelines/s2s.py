@@ -194,17 +194,8 @@ class S2sPipeline(TurnLoop):
         self._playout = None
         if self._response_id:
             self._cancelled.add(self._response_id)
-        turn.interrupted_at = time.monotonic()
-        turn.heard_text = heard_text(self._segments, heard_s, self._received_s)
-        self.interruptions += 1
-        self.outbox.put_event(
-            {
-                "type": "interrupted",
-                "turn_id": turn.turn_id,
-                "played_ms": round(heard_s * 1000, 1),
-                "heard_text": turn.heard_text,
-            }
-        )
+        heard = heard_text(self._segments, heard_s, self._received_s)
+        self._announce_interruption(turn, heard_s, heard)
         if turn.heard_text:
             self.ctx.history.append({"role": "assistant", "content": turn.heard_text})
         self._emit_metrics(turn)

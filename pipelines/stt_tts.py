@@ -191,17 +191,7 @@ class SttTtsPipeline(TurnLoop):
         turn, playout, task = self._speaking
         self._speaking = None
         heard_s = playout.interrupt()
-        turn.interrupted_at = time.monotonic()
-        turn.heard_text = playout.heard_text_at(heard_s)
-        self.interruptions += 1
-        self.outbox.put_event(
-            {
-                "type": "interrupted",
-                "turn_id": turn.turn_id,
-                "played_ms": round(heard_s * 1000, 1),
-                "heard_text": turn.heard_text,
-            }
-        )
+        self._announce_interruption(turn, heard_s, playout.heard_text_at(heard_s))
         task.cancel()
 
     # -- STT feeder: strictly ordered stage calls ------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,21 @@ class TurnLoop:
                 self._on_turn(turn)
             except Exception:  # observability must never break a conversation
                 log.exception("turn observer failed")
+
+    def _announce_interruption(self, turn: TurnTimings, heard_s: float, heard: str) -> None:
+        """The user spoke over the reply `heard_s` into it: the turn keeps what was heard, and
+        the client is told (it drops any reply audio it still holds)."""
+        turn.interrupted_at = time.monotonic()
+        turn.heard_text = heard
+        self.interruptions += 1
+        self.outbox.put_event(
+            {
+                "type": "interrupted",
+                "turn_id": turn.turn_id,
+                "played_ms": round(heard_s * 1000, 1),
+                "heard_text": heard,
+            }
+        )
 
     def _report(self, err: BackendError, turn_id: int | None = None) -> None:
         log.warning("session %s: %s", self.ctx.session_id, err)
