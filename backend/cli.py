@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
 
     def client(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--url", default=DEFAULT_URL, help=f"backend URL (default {DEFAULT_URL})")
+        api_key(sp)
+
+    def api_key(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--api-key",
+            default=os.environ.get("VOICE_BACKEND_API_KEY"),
+            help="control-plane API key, when the backend has api_keys "
+            "(default: VOICE_BACKEND_API_KEY)",
+        )
 
     server(sub.add_parser("serve", help="run the backend until Ctrl-C / SIGTERM"))
     demo = sub.add_parser("demo", help="start the backend and place one voice call through it")
@@ -68,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--text", default=DEFAULT_PHRASE, help="phrase spoken by espeak-ng")
     demo.add_argument("--wav", type=Path, help="speak this 16-bit PCM WAV instead of --text")
     demo.add_argument("--url", help="use a backend already running at this URL instead")
+    api_key(demo)
     demo.add_argument("--keep-serving", action="store_true", help="keep serving after the call")
     call = sub.add_parser("call", help="one voice call with a WAV against a running backend")
     call.add_argument("wav", type=Path, help="16-bit PCM WAV to speak")
@@ -100,7 +111,8 @@ def _start(args: argparse.Namespace, config: Config) -> None:
     console.print(f"dashboard  {serve_app.dashboard_url() or 'not running'}")
 
 
-def _stop() -> None:
+def _stop(config: Config) -> None:
+    """Drain: admission stops, live calls get `drain_timeout` to end, the rest are closed."""
     import ray
 
     import serve_app
@@ -108,7 +120,9 @@ def _stop() -> None:
     with contextlib.suppress(Exception):
         handle = serve_app.app_handle()
         if handle is not None:
-            handle.api_close_all.remote("backend shutting down").result(timeout_s=30)
+            if config.drain_timeout:
+                console.print(f"draining: live calls have up to {config.drain_timeout:g} s")
+            handle.api_drain.remote(None).result(timeout_s=config.drain_timeout + 30)
     with contextlib.suppress(Exception):
         serve_app.undeploy()
     ray.shutdown()
@@ -129,7 +143,7 @@ async def _wait_for_signal() -> None:
         loop.add_signal_handler(sig, stop.set)
     console.print("serving; Ctrl-C or SIGTERM stops")
     await stop.wait()
-    console.print("stopping: closing sessions...")
+    console.print("stopping...")
 
 
 async def _speech(args: argparse.Namespace) -> tuple[bytes, str]:
@@ -150,7 +164,7 @@ async def _speech(args: argparse.Namespace) -> tuple[bytes, str]:
 
 async def _call(args: argparse.Namespace, base_url: str) -> int:
     pcm, label = await _speech(args)
-    async with HttpClient(base_url) as client:
+    async with HttpClient(base_url, api_key=args.api_key) as client:
         session = await client.create_session(
             user_id="cli-user",
             sample_rate_hz=args.rate,
@@ -174,14 +188,14 @@ async def _call(args: argparse.Namespace, base_url: str) -> int:
     return 0 if result.replies and result.audio else 1
 
 
-async def _sessions(url: str) -> int:
-    async with HttpClient(url) as client:
+async def _sessions(url: str, api_key: str | None) -> int:
+    async with HttpClient(url, api_key=api_key) as client:
         sessions_table(await client.list_sessions())
     return 0
 
 
-async def _health(url: str) -> int:
-    async with HttpClient(url) as client:
+async def _health(url: str, api_key: str | None) -> int:
+    async with HttpClient(url, api_key=api_key) as client:
         health = await client.health()
     health_report(health)
     return 0 if health.get("status") != "unhealthy" else 1
@@ -201,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "sessions":
-            return asyncio.run(_sessions(args.url))
+            return asyncio.run(_sessions(args.url, args.api_key))
         if args.command == "health":
-            return asyncio.run(_health(args.url))
+            return asyncio.run(_health(args.url, args.api_key))
         if args.command == "call":
             return asyncio.run(_call(args, args.url))
         if args.command == "bench":
@@ -220,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_wait_for_signal())
             return code
         finally:
-            _stop()
+            _stop(config)
     except BackendError as err:
         err_console.print(f"[red]error: {err.code.value}: {err.message}[/red]")
         return 2

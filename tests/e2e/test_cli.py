@@ -3,6 +3,7 @@ on its own local Ray, answering HTTP, then stopped by SIGTERM with nothing left 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,11 +12,12 @@ import sys
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, make_config
 
 pytestmark = pytest.mark.ray
 
@@ -45,8 +47,6 @@ def test_demo_call_prints_the_turn_and_writes_the_reply(base_url: str, tmp_path:
 def test_call_sessions_health_and_errors_against_a_running_backend(
     base_url: str, tmp_path: Path
 ) -> None:
-    import asyncio
-
     from backend.wav import write_wav
     from tests.conftest import speak
 
@@ -78,6 +78,29 @@ def test_call_sessions_health_and_errors_against_a_running_backend(
         [*CLI, "call", str(bad_wav), "--url", base_url], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "invalid_format" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_client_commands_take_the_api_key_of_a_keyed_backend(
+    backend: Any, base_url: str
+) -> None:
+    key = "cli-service-key-0123456789abcdef"
+    await backend.update_config(make_config(api_keys=[key]))  # `backend` reopens it after
+
+    def sessions(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, "sessions", "--url", base_url, *extra],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    refused = await asyncio.to_thread(sessions)
+    assert refused.returncode == 2 and "authentication_failed" in refused.stderr
+    assert "Traceback" not in refused.stderr and key not in refused.stderr
+    by_flag = await asyncio.to_thread(sessions, "--api-key", key)
+    assert by_flag.returncode == 0 and "session(s)" in by_flag.stdout, by_flag.stderr
+    by_env = await asyncio.to_thread(sessions, env={"VOICE_BACKEND_API_KEY": key})
+    assert by_env.returncode == 0 and "session(s)" in by_env.stdout, by_env.stderr
 
 
 def _processes_in_session(sid: int) -> list[str]:
