@@ -70,10 +70,19 @@ class Supervisor:
         self._hooks_rev = -1
         self._auth_hook: Any = None
 
-    def cache_config(self, values: dict[str, Any]) -> Config:
+    def cache_config(
+        self, values: dict[str, Any], provider: BackendProvider | None = None
+    ) -> Config:
         values = dict(values)
         self._rev = values.pop("_rev", -1)
-        self._config = Config(**values)
+        config = Config(**values)
+        if provider is not None:
+            self.provider = provider
+        elif config.provider_config != self._config.provider_config:
+            # Another replica's update_config changed the provider's options: run with them here
+            # too (they were validated where they were applied).
+            self.provider = BACKENDS.create(self.provider_name, config.provider_config)
+        self._config = config
         observability.configure_ingress(self._config, self.provider_name)
         return self._config
 
@@ -90,8 +99,7 @@ class Supervisor:
         if config.pipeline_type is PipelineType.STT_TTS:
             provider.check_stage_providers(config.stt_provider, config.tts_provider)
         applied = await self.registry.configure.remote(config.model_dump(mode="json"))
-        self.provider = provider
-        return self.cache_config(applied)
+        return self.cache_config(applied, provider)
 
     async def config(self) -> Config:
         """The registry's config is the truth: another replica may have updated it."""

@@ -296,3 +296,33 @@ async def test_unknown_providers_are_named(backend: Any) -> None:
         await backend.update_config(make_config(provider_config={"colour": "blue"}))
     assert bad_key.value.field == "provider_config.colour"
     assert (await backend.get_config()).max_concurrent_sessions == TEST_CAP
+
+
+async def test_a_provider_option_updated_through_one_replica_applies_on_every_replica(
+    backend: Any, backend_holder: Any, base_url: str
+) -> None:
+    """update_config reaches one ingress replica; the others pick the change up from the
+    registry on their next admission (here: where the local provider says media is served)."""
+    import serve_app
+    from backend.http_client import HttpClient
+
+    port = backend_holder.port
+    await asyncio.to_thread(serve_app.deploy, "local", make_config(), port=port, replicas=2)
+    try:
+        before = (await backend.capacity())["admissions_by_replica"]
+        await backend.update_config(
+            make_config(provider_config={"host": "media.example", "port": 9443})
+        )
+        async with HttpClient(base_url) as client:
+            sessions = await asyncio.gather(
+                *(client.create_session(user_id=f"replicas-{i}") for i in range(8))
+            )
+            for s in sessions:
+                await client.close_session(s["session_id"])
+        after = (await backend.capacity())["admissions_by_replica"]
+    finally:
+        await asyncio.to_thread(serve_app.deploy, "local", make_config(), port=port, replicas=1)
+    admitting = [r for r, n in after.items() if n > before.get(r, 0)]
+    assert len(admitting) == 2, after  # both replicas admitted some of the burst
+    bases = {s["media"]["url"].split("/v1/")[0] for s in sessions}
+    assert bases == {"ws://media.example:9443"}
