@@ -159,6 +159,10 @@ class PocketsphinxSTT(STT):
         audio = bytes(stream.pending)
         stream.pending.clear()
         if self._window_bytes:
+            # The decoder's mean estimate is a running one, slow to leave the last utterance's:
+            # one noisy utterance garbles the next ("hello world" → "oh world"). Fresh feature
+            # state (microseconds) makes each measurement this utterance's own.
+            self._decoder.reinit_feat()
             self._decoder.start_utt()
             self._decoder.process_raw(audio, True, True)  # features only, batch CMN
             cmn = self._decoder.get_cmn(False)

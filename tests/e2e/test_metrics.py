@@ -97,9 +97,20 @@ async def test_backend_metrics_reach_rays_prometheus_endpoint(
         before, "ray_backend_throughput_bytes_total", direction="in"
     )
     assert sent >= len(hello_16k)
-    for name, rows in now.items():
-        if name.startswith("ray_backend_") and "stage" not in name and "provider_error" not in name:
-            assert all(tags.get("provider") == "local" for tags, _ in rows), (name, rows)
+    # Every backend series this test moved says its provider (earlier tests' backends, with
+    # other providers, left their own series on this node's endpoint: those stay as they were).
+    was = {
+        (name, tuple(sorted(tags.items()))): v for name, rows in before.items() for tags, v in rows
+    }
+    moved = [
+        (name, tags)
+        for name, rows in now.items()
+        if name.startswith("ray_backend_") and "stage" not in name and "provider_error" not in name
+        for tags, v in rows
+        if was.get((name, tuple(sorted(tags.items())))) != v
+    ]
+    assert moved
+    assert all(tags.get("provider") == "local" for _, tags in moved), moved
     # Gauges from the registry: free slots and warm spares per node, active sessions.
     assert now["ray_backend_session_slots_free"] and now["ray_backend_warm_pool_size"]
     assert all("node" in tags for tags, _ in now["ray_backend_session_slots_free"])
