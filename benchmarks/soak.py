@@ -1,0 +1,369 @@
+"""Soak: continuous churn and talk for a long time with real processes killed at random.
+
+    .venv/bin/python -m benchmarks.soak [--minutes 30] [--calls 3] [--fault-every 45]
+
+`--calls` callers each run calls back to back over HTTP and the audio websocket: create a
+session, speak 1-3 real phrases (espeak-ng, streamed in real time), wait for each reply's audio
+and its `metrics` event, close the session. Three callers is this node's sustainable talking
+load (`benchmarks.voice_latency`: voice-to-voice at 3 concurrent calls is within 5% of one).
+Meanwhile an injector SIGKILLs one process every `--fault-every` seconds (jittered), chosen at
+random among:
+
+- `stt_stage` / `tts_stage`: a live call's STT or TTS stage process. The call must survive
+  (a warm spare or Ray's restart takes over; `stage_failover` event).
+- `idle_worker`: an idle warm-pool worker. No call may notice; the pool refills.
+- `session`: a live call's own session process. That call is lost by design; it is counted
+  apart, and every other call must go on.
+
+Reported: sessions served, turns served, faults injected by kind, calls lost that should not
+have been (target 0) with what each saw, calls lost by design, creates refused, voice-to-voice
+latency per 5-minute window (the drift of a long run), and the RSS of every Ray process at the
+start, every minute, and at the end (once the last call is closed and the pool has settled).
+Writes benchmarks/results/soak.json (and soak.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import ray
+import websockets
+
+import serve_app
+from backend.http_client import send_realtime
+from benchmarks.common import (
+    RESULTS,
+    local_backend,
+    machine,
+    ray_processes,
+    rss_mb,
+    summary,
+    table,
+    write,
+)
+
+# Phrases the embedded recogniser gets exactly right from espeak-ng's voice when it hears them
+# directly, so a served turn that comes out differently lost or damaged audio on the way.
+PHRASES = ["hello world", "open the door", "how are you"]
+RATE = 16000
+TURN_TIMEOUT_S = 90.0  # a reply later than this is a lost call
+WARM_POOL = 2
+FAULT_KINDS = ("stt_stage", "tts_stage", "idle_worker", "session")
+
+
+@dataclass
+class Live:
+    """A call in progress, as the injector sees it."""
+
+    session: dict[str, Any]
+    doomed: bool = False  # its session process was killed on purpose
+
+
+@dataclass
+class Tally:
+    started_at: float = field(default_factory=time.monotonic)
+    sessions: int = 0
+    turns: int = 0
+    transcripts_exact: int = 0
+    misheard: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    lost: list[dict[str, Any]] = field(default_factory=list)  # should not have been
+    lost_by_design: int = 0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    v2v: list[tuple[float, float]] = field(default_factory=list)  # (at s, ms)
+    memory: list[tuple[float, float]] = field(default_factory=list)  # (at s, MB)
+    failovers: int = 0
+    live: dict[str, Live] = field(default_factory=dict)
+
+    def at(self) -> float:
+        return round(time.monotonic() - self.started_at, 1)
+
+
+class CallLost(Exception):
+    pass
+
+
+async def caller(
+    url: str, pcm: dict[str, bytes], t: Tally, until: float, rng: random.Random
+) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        while time.monotonic() < until:
+            resp = await http.post("/v1/sessions", json={"user_id": "soak"})
+            if resp.status_code != 201:
+                t.refused.append(f"{resp.status_code} {resp.text[:160]}")
+                await asyncio.sleep(1.0)
+                continue
+            session = resp.json()
+            live = t.live[session["session_id"]] = Live(session)
+            try:
+                await one_call(session, pcm, t, rng)
+                t.sessions += 1
+            except (CallLost, OSError, websockets.WebSocketException, TimeoutError) as exc:
+                if live.doomed:
+                    t.lost_by_design += 1
+                else:
+                    t.lost.append(
+                        {"at_s": t.at(), "session": session["session_id"], "saw": repr(exc)[:300]}
+                    )
+            finally:
+                t.live.pop(session["session_id"], None)
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.delete(f"/v1/sessions/{session['session_id']}")
+            await asyncio.sleep(rng.uniform(0.2, 2.0))
+
+
+async def one_call(
+    session: dict[str, Any], pcm: dict[str, bytes], t: Tally, rng: random.Random
+) -> None:
+    url = f"{session['media']['url']}?token={session['media']['token']}"
+    async with websockets.connect(url, max_size=None) as ws:
+        for _ in range(rng.randint(1, 3)):
+            phrase = rng.choice(PHRASES)
+            heard, v2v_ms = await asyncio.wait_for(turn(ws, pcm[phrase], t), TURN_TIMEOUT_S)
+            t.turns += 1
+            if heard == phrase:
+                t.transcripts_exact += 1
+            else:
+                t.misheard.append({"at_s": t.at(), "said": phrase, "heard": heard})
+            if v2v_ms is not None:
+                t.v2v.append((t.at(), v2v_ms))
+            await asyncio.sleep(rng.uniform(0.5, 3.0))  # the user thinks
+
+
+async def turn(ws: Any, speech: bytes, t: Tally) -> tuple[str, float | None]:
+    """Speak, then wait for the reply's audio and the turn's `metrics` event."""
+    sent_end: float | None = None
+    first_audio: float | None = None
+    heard = ""
+
+    async def send() -> None:
+        nonlocal sent_end
+        sent_end = await send_realtime(
+            ws.send, speech + bytes(RATE * 2 * 2), RATE, mark_at_s=len(speech) / 2 / RATE
+        )
+
+    sender = asyncio.create_task(send())
+    try:
+        async for msg in ws:
+            if isinstance(msg, bytes):
+                first_audio = first_audio or time.monotonic()
+                continue
+            event = json.loads(msg)
+            kind = event["type"]
+            if kind == "transcript" and event.get("final", True):
+                heard = event.get("text", "")
+                if not heard:  # the recogniser heard nothing: no reply comes, the turn is over
+                    break
+            elif kind == "stage_failover":
+                t.failovers += 1
+            elif kind in ("error", "closed"):
+                said = event.get("message") or event.get("reason", "")
+                raise CallLost(f"{kind}: {event.get('code', '')} {said}")
+            elif kind == "metrics":
+                break
+        else:
+            raise CallLost(f"websocket closed by the server ({ws.close_code} {ws.close_reason})")
+        await sender
+    finally:
+        sender.cancel()
+    v2v = (first_audio - sent_end) * 1000 if first_audio and sent_end else None
+    return heard, v2v
+
+
+# -- faults --------------------------------------------------------------------------------
+async def injector(t: Tally, until: float, every_s: float, rng: random.Random) -> None:
+    while True:
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * every_s)
+        if time.monotonic() >= until:
+            return
+        kind = rng.choice(FAULT_KINDS)
+        try:
+            fault = await inject(kind, t, rng)
+        except (ray.exceptions.RayError, ProcessLookupError) as exc:  # its call just ended
+            print(f"[{t.at():7.1f} s] no {kind} fault: {exc!r}"[:200], flush=True)
+            continue
+        if fault:
+            t.faults.append({"at_s": t.at(), "kind": kind, **fault})
+            print(f"[{t.at():7.1f} s] fault: {kind} {fault}", flush=True)
+
+
+async def inject(kind: str, t: Tally, rng: random.Random) -> dict[str, Any] | None:
+    if kind == "idle_worker":
+        idle = []
+        for a in ray.util.list_named_actors(all_namespaces=True):
+            if a["name"].startswith("worker:") and "/" not in a["name"]:  # not its stages
+                d = await ray.get_actor(a["name"], namespace=a["namespace"]).describe.remote()
+                if d["session_id"] is None and d["state"] == "idle":
+                    idle.append(d)
+        if not idle:
+            return None
+        victim = rng.choice(idle)
+        os.kill(victim["pid"], signal.SIGKILL)
+        return {"worker": victim["worker"], "pid": victim["pid"]}
+    calls = [c for c in t.live.values() if not c.doomed]
+    if not calls:
+        return None
+    call = rng.choice(calls)
+    worker = ray.get_actor(call.session["worker"], namespace=serve_app.NAMESPACE)
+    d = await worker.describe.remote()
+    if d["session_id"] != call.session["session_id"]:
+        return None
+    if kind == "session":
+        call.doomed = True  # before the kill, so its caller never counts it as lost
+        pid = d["pid"]
+    else:
+        pid = d["stages"]["stt" if kind == "stt_stage" else "tts"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    return {"session": call.session["session_id"], "pid": pid}
+
+
+async def sample_memory(t: Tally, until: float) -> None:
+    while time.monotonic() < until:
+        t.memory.append((t.at(), round(rss_mb([p.pid for p in ray_processes()]), 1)))
+        await asyncio.sleep(60)
+
+
+def settled_memory(url: str, timeout_s: float = 300.0) -> float:
+    """RSS of the Ray instance once the pool holds exactly its target of idle workers (spares
+    returned by ended calls are trimmed after `IDLE_TRIM_S`) and nothing else runs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pool = httpx.get(f"{url}/v1/capacity", timeout=30).json()["warm_pool"]
+        if pool["workers"] == pool["idle"] == WARM_POOL:
+            break
+        time.sleep(1.0)
+    else:
+        raise TimeoutError(f"the warm pool did not settle at {WARM_POOL} idle workers: {pool}")
+    time.sleep(10)
+    return round(rss_mb([p.pid for p in ray_processes()]), 1)
+
+
+# -- the run ------------------------------------------------------------------------------
+async def soak(url: str, args: argparse.Namespace) -> Tally:
+    from tests.conftest import speak
+
+    pcm = {p: await speak(p) for p in PHRASES}
+    rng = random.Random(args.seed)
+    t = Tally()
+    until = time.monotonic() + args.minutes * 60
+    callers = [caller(url, pcm, t, until, random.Random(rng.random())) for _ in range(args.calls)]
+    await asyncio.gather(
+        *callers,
+        injector(t, until, args.fault_every, random.Random(rng.random())),
+        sample_memory(t, until),
+    )
+    return t
+
+
+def windows(v2v: list[tuple[float, float]], width_s: float = 300.0) -> list[dict[str, Any]]:
+    out = []
+    for k in sorted({int(at // width_s) for at, _ in v2v}):
+        ms = [m for at, m in v2v if int(at // width_s) == k]
+        out.append({"from_s": k * width_s, **summary(ms)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--calls", type=int, default=3, help="concurrent talking callers")
+    ap.add_argument("--fault-every", type=float, default=45.0, help="mean seconds between faults")
+    ap.add_argument("--no-spares", action="store_true", help="stage failover by Ray restart only")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    config = {
+        "max_concurrent_sessions": 100,
+        "timeout": 120,
+        "warm_pool_size": WARM_POOL,
+        "stage_spares": not args.no_spares,
+        "health_check_interval": 2.0,
+    }
+    with local_backend(max(8, 2 * args.calls + WARM_POOL), **config) as (handle, url):
+        before = settled_memory(url)
+        t = asyncio.run(soak(url, args))
+        after = settled_memory(url)
+        capacity = handle.api_capacity.remote().result()["ok"]
+    kinds = {k: sum(1 for f in t.faults if f["kind"] == k) for k in FAULT_KINDS}
+    result = {
+        "benchmark": "soak",
+        "machine": machine(),
+        "settings": {**vars(args), "warm_pool_size": WARM_POOL},
+        "sessions_served": t.sessions,
+        "turns_served": t.turns,
+        "transcripts_exact_pct": round(100 * t.transcripts_exact / max(1, t.turns), 1),
+        "faults_injected": len(t.faults),
+        "faults_by_kind": kinds,
+        "stage_failover_events": t.failovers,
+        "calls_lost_unexpectedly": len(t.lost),
+        "calls_lost_by_design": t.lost_by_design,
+        "creates_refused": len(t.refused),
+        "v2v_ms": summary([ms for _, ms in t.v2v]),
+        "v2v_ms_per_5_min": windows(t.v2v),
+        "memory_mb": {
+            "settled_start": before,
+            "settled_end": after,
+            "growth": round(after - before, 1),
+        },
+        "active_sessions_after_run": capacity["active_sessions"],
+        "targets": {
+            "zero_calls_lost_unexpectedly": not t.lost,
+            "zero_creates_refused": not t.refused,
+        },
+        "lost_samples": t.lost[:10],
+        "misheard_samples": t.misheard[:20],
+        "refused_samples": t.refused[:5],
+        "faults": t.faults,
+        "memory_timeline": t.memory,
+    }
+    write("soak", result)
+    plot(result, t)
+    print(
+        table(
+            [
+                [k, v]
+                for k, v in result.items()
+                if isinstance(v, int | float | str) and k != "benchmark"
+            ],
+            ["figure", "value"],
+        )
+    )
+    print("faults by kind:", kinds)
+    print("memory (MB):", result["memory_mb"])
+    print("targets:", result["targets"])
+
+
+def plot(r: dict[str, Any], t: Tally) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    a.scatter([x for x, _ in t.v2v], [y for _, y in t.v2v], s=4)
+    for f in t.faults:
+        a.axvline(f["at_s"], color="red" if f["kind"] == "session" else "orange", alpha=0.3)
+    a.set_xlabel("time (s); lines: faults")
+    a.set_ylabel("voice-to-voice (ms)")
+    b.plot([x for x, _ in t.memory], [y for _, y in t.memory])
+    b.set_xlabel("time (s)")
+    b.set_ylabel("RSS of all Ray processes (MB)")
+    fig.suptitle(
+        f"Soak: {r['sessions_served']} sessions, {r['faults_injected']} faults, "
+        f"{r['calls_lost_unexpectedly']} calls lost unexpectedly"
+    )
+    fig.tight_layout()
+    fig.savefig(RESULTS / "soak.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
