@@ -227,6 +227,8 @@ class Supervisor:
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await worker.start.remote(spec)
             updates = {"media": media_info, **placement}
+            if media.upstream_url:  # kept in the record so that every ingress replica relays
+                updates["upstream_url"] = media.upstream_url
             if agent_transport is not None:  # the media goes through the provider (a room)
                 updates.update(transport=agent_transport.name, connection="connecting")
             updates["startup_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -306,6 +308,10 @@ class Supervisor:
         return self.provider.wire_codec(media)
 
     async def media_upstream(self, rec: dict[str, Any]) -> str | None:
+        """Where this session's websocket is relayed, if anywhere: the URL the provider gave
+        at creation, else one it makes per connection (a bot it starts)."""
+        if rec.get("upstream_url"):
+            return str(rec["upstream_url"])
         return await self.provider.media_upstream(rec["session_id"], rec.get("user_id", ""))
 
     async def worker_actor(self, rec: dict[str, Any]) -> Any:

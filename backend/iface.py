@@ -372,6 +372,9 @@ class MediaInfo(BaseModel):
     url: str
     token: str
     room: str | None = None  # the LiveKit room, for providers whose media goes through one
+    # Where the session's websocket is relayed to, byte for byte (a hosted call's own media
+    # socket, e.g. Vapi's `websocketCallUrl`). A credential for that call: never sent to clients.
+    upstream_url: str | None = Field(default=None, exclude=True, repr=False)
 
 
 class SessionInfo(BaseModel):

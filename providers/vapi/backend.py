@@ -126,9 +126,18 @@ class VapiBackendProvider(BackendProvider):
             "status": str(getattr(call, "status", None) or "queued"),
         }
         self.calls[session_id] = record
-        # Where the call's media is: Vapi's websocket for vapi.websocket calls, else its monitor.
-        url = transport.get("websocketCallUrl") or record["listen_url"] or f"vapi:call/{call.id}"
-        return MediaInfo(url=url, token=secrets.token_urlsafe(24))
+        token = secrets.token_urlsafe(24)
+        if socket_url := transport.get("websocketCallUrl"):
+            # The client talks to this session's websocket, which relays to the call's own,
+            # both ways (binary PCM and Vapi's JSON control messages such as `hangup`): the
+            # session keeps the call (admission, its end) and Vapi's URL stays with us.
+            return MediaInfo(
+                url=f"{media_base_url}/v1/sessions/{session_id}/audio",
+                token=token,
+                upstream_url=socket_url,
+            )
+        # Other calls' media is Vapi's (a phone line, a web call): its monitor, where it has one.
+        return MediaInfo(url=record["listen_url"] or f"vapi:call/{call.id}", token=token)
 
     async def close_session(self, session_id: str) -> None:
         record = self.calls.pop(session_id, None)

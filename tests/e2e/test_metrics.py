@@ -63,6 +63,10 @@ async def test_backend_metrics_reach_rays_prometheus_endpoint(
         await client.close_session(session["session_id"])
 
     def grew(now: Samples, name: str, **labels: str) -> bool:
+        # Every backend series says its provider: growth is looked for in `local`'s rows only
+        # (earlier tests' backends, with other providers, may still flush their own late).
+        if name.startswith("ray_backend_"):
+            labels = {"provider": "local", **labels}
         return total(now, name, **labels) > total(before, name, **labels)
 
     expectations = {
@@ -97,20 +101,6 @@ async def test_backend_metrics_reach_rays_prometheus_endpoint(
         before, "ray_backend_throughput_bytes_total", direction="in"
     )
     assert sent >= len(hello_16k)
-    # Every backend series this test moved says its provider (earlier tests' backends, with
-    # other providers, left their own series on this node's endpoint: those stay as they were).
-    was = {
-        (name, tuple(sorted(tags.items()))): v for name, rows in before.items() for tags, v in rows
-    }
-    moved = [
-        (name, tags)
-        for name, rows in now.items()
-        if name.startswith("ray_backend_") and "stage" not in name and "provider_error" not in name
-        for tags, v in rows
-        if was.get((name, tuple(sorted(tags.items())))) != v
-    ]
-    assert moved
-    assert all(tags.get("provider") == "local" for _, tags in moved), moved
     # Gauges from the registry: free slots and warm spares per node, active sessions.
     assert now["ray_backend_session_slots_free"] and now["ray_backend_warm_pool_size"]
     assert all("node" in tags for tags, _ in now["ray_backend_session_slots_free"])

@@ -8,14 +8,16 @@ with it and puts the `local` one back afterwards (every other test sees it uncha
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from backend.iface import SessionConfig
-from tests.conftest import BackendHolder, make_config
+from tests.conftest import BackendHolder, make_config, speak, wait_for
 from tests.fakes.vapi import VALID_KEY, FakeVapi, running_fake_vapi
 
 pytestmark = pytest.mark.ray
@@ -70,7 +72,9 @@ async def test_a_vapi_call_is_answered_by_the_session_agent_and_ends_with_its_re
         assert assistant["model"]["provider"] == "custom-llm"
         assert assistant["model"]["url"] == f"{base_url}/v1/vapi/{sid}"
         assert assistant["server"]["url"] == f"{base_url}/v1/vapi/webhook"
-        assert session["media"]["url"].endswith(f"/call/{call_id}/transport")
+        # The caller's media socket is this session's; Vapi's own URL never leaves the backend.
+        assert session["media"]["url"].endswith(f"/v1/sessions/{sid}/audio")
+        assert call_id not in json.dumps(session)
 
         assert (await fake.status(call_id, "in-progress"))[0] == 200
         assert await fake.user_says(call_id, "hello there") == "You said: hello there"
@@ -134,3 +138,72 @@ async def test_tool_calls_are_answered_from_the_session_tools(
     _, answer = await fake.tool_call(call_id, "missing", {})
     assert "no tool named 'missing'" in answer["results"][0]["error"]
     await be.close_session(sess.id)
+
+
+async def test_a_websocket_call_streams_its_audio_both_ways_through_the_session(
+    vapi: tuple[FakeVapi, str],
+) -> None:
+    fake, base_url = vapi
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        session = await create(http, "caller-socket")
+        sid = session["session_id"]
+        call_id = next(
+            c
+            for c, call in fake.calls.items()
+            if call["assistant"]["metadata"]["session_id"] == sid
+        )
+        media = session["media"]
+        listed = (await http.get(f"/v1/sessions/{sid}")).text
+        assert call_id not in listed and "upstream" not in listed
+        async with websockets.connect(f"{media['url']}?token={media['token']}") as ws:
+            # The caller's audio reaches Vapi's call socket byte for byte...
+            said = await speak("hello world")
+            for i in range(0, len(said), 640):
+                await ws.send(said[i : i + 640])
+
+            async def vapi_heard_it() -> bool:
+                return bytes(fake.heard.get(call_id, b"")) == said
+
+            assert await wait_for(vapi_heard_it, 20)
+            # ...and the assistant's audio comes back the same way.
+            answer = await speak("you said hello world")
+            await fake.speak(call_id, answer)
+            got = bytearray()
+            while len(got) < len(answer):
+                frame = await asyncio.wait_for(ws.recv(), 20)
+                assert isinstance(frame, bytes), frame
+                got += frame
+            assert bytes(got) == answer
+
+            # The caller hangs up on the socket: Vapi ends the call and reports it, which ends
+            # the session and frees its slot; the socket is closed for the caller.
+            await ws.send(json.dumps({"type": "hangup"}))
+
+            async def session_gone() -> bool:
+                return (await http.get(f"/v1/sessions/{sid}")).status_code == 404
+
+            assert await wait_for(session_gone, 30)
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+        assert fake.calls[call_id]["status"] == "ended"
+        call = (await http.get(f"/v1/vapi/calls/{sid}")).json()
+        assert call["end_of_call_report"]["ended_reason"] == "customer-ended-call"
+
+
+async def test_a_bad_token_never_reaches_the_call(vapi: tuple[FakeVapi, str]) -> None:
+    fake, base_url = vapi
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        session = await create(http, "caller-bad-token")
+        sid = session["session_id"]
+        call_id = next(
+            c
+            for c, call in fake.calls.items()
+            if call["assistant"]["metadata"]["session_id"] == sid
+        )
+        async with websockets.connect(f"{session['media']['url']}?token=guess") as ws:
+            error = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            assert error["code"] == "authentication_failed"
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+        assert call_id not in fake.sockets and not fake.heard.get(call_id)
+        await http.delete(f"/v1/sessions/{sid}")

@@ -4,7 +4,9 @@ Written from Vapi's API reference. `POST /call` (Bearer key) takes `assistant` o
 `assistantOverrides`, `transport`, `phoneNumberId` + `customer`, and answers 201 with a Call
 (`id`, `orgId`, `createdAt`, `updatedAt`, `status: "queued"`, `monitor: {listenUrl,
 controlUrl}`, and `transport.websocketCallUrl` for `vapi.websocket`). `POST {controlUrl}` with
-`{"type": "end-call"}` ends it.
+`{"type": "end-call"}` ends it. A `vapi.websocket` call's socket takes the caller's audio as
+binary PCM16 frames and JSON control messages (`{"type": "hangup"}` ends the call), and carries
+the assistant's audio back as binary frames.
 
 Speech is Vapi's, so the fake plays Vapi's part of the call as Vapi does: server messages are
 POSTed to the assistant's `server.url` with its `server.headers` as `{"message": {"type",
@@ -37,11 +39,14 @@ class FakeVapi:
         self.app = web.Application()
         self.app.router.add_post("/call", self._create_call)
         self.app.router.add_post("/call/{id}/control", self._control)
+        self.app.router.add_get("/call/{id}/transport", self._transport)
         self.base_url = ""
         self.calls: dict[str, dict[str, Any]] = {}  # id → the call, with the request body
         self.requests: list[dict[str, Any]] = []
         self.webhook_answers: list[tuple[int, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.heard: dict[str, bytearray] = {}  # call id → caller audio its socket received
+        self.sockets: dict[str, web.WebSocketResponse] = {}  # call id → its open media socket
 
     async def _create_call(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {VALID_KEY}":
@@ -98,10 +103,46 @@ class FakeVapi:
         body = await request.json()
         if body.get("type") == "end-call":
             call["status"] = "ended"  # reports go out in the background, as Vapi's do
-            task = asyncio.create_task(self._report_ended(call["id"]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(self._report_ended(call["id"]))
+            if (ws := self.sockets.get(call["id"])) is not None:
+                await ws.close()
         return web.json_response({"ok": True})
+
+    async def _transport(self, request: web.Request) -> web.StreamResponse:
+        call_id = request.match_info["id"]
+        call = self.calls.get(call_id)
+        if call is None or "transport" not in call or call["status"] == "ended":
+            return web.json_response({"message": "call not found"}, status=404)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets[call_id] = ws
+        heard = self.heard.setdefault(call_id, bytearray())
+        call["status"] = "in-progress"
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.BINARY:
+                    heard += msg.data
+                elif (
+                    msg.type == web.WSMsgType.TEXT and json.loads(msg.data).get("type") == "hangup"
+                ):
+                    call["status"] = "ended"
+                    self._in_background(self._report(call_id, "customer-ended-call"))
+                    break
+        finally:
+            self.sockets.pop(call_id, None)
+            await ws.close()
+        return ws
+
+    async def speak(self, call_id: str, pcm16: bytes, frame_bytes: int = 640) -> None:
+        """The assistant's audio to the caller, as the call's socket carries it (20 ms frames)."""
+        ws = self.sockets[call_id]
+        for i in range(0, len(pcm16), frame_bytes):
+            await ws.send_bytes(pcm16[i : i + frame_bytes])
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- Vapi's side of the call -----------------------------------------------------------
     def _assistant(self, call: dict[str, Any]) -> dict[str, Any]:
