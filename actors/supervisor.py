@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from actors import metrics, observability
 from actors.errors import as_backend_error
@@ -46,6 +47,16 @@ CLOSE_GRACE_S = 5.0
 HANDLE_CACHE_SIZE = 10_000
 PROVIDER_HEALTH_TTL_S = 10.0
 DRAIN_POLL_S = 0.25
+WORKER_LOST_RETRIES = 1  # a create whose worker died before starting tries another this often
+
+
+class _WorkerLost(Exception):
+    """The worker taken for a new session died before it started; `error` is what the caller
+    gets if no retry is left."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def get_registry(namespace: str) -> Any:
@@ -159,7 +170,17 @@ class Supervisor:
 
     async def create_session(self, sc: SessionConfig, media_base_url: str) -> dict[str, Any]:
         with observability.create_span(sc.user_id) as span:
-            rec = await self._create_session(sc, media_base_url)
+            for attempt in range(WORKER_LOST_RETRIES + 1):
+                try:
+                    rec = await self._create_session(sc, media_base_url)
+                    break
+                except _WorkerLost as lost:
+                    # The worker taken for it died before the session started (a warm spare
+                    # killed as it was handed out): its slot is free again, so another worker
+                    # (or a cold start) serves the caller, who never sees the loss.
+                    if attempt == WORKER_LOST_RETRIES:
+                        raise lost.error from None
+                    log.warning("create_session: worker died while starting; retrying")
             if span is not None:
                 span.set_attribute("session.id", rec["session_id"])
             return rec
@@ -245,6 +266,8 @@ class Supervisor:
                 raise BackendError(
                     "create_session", ErrorCode.CONNECTION_TIMEOUT, "session did not start in time"
                 ) from None
+            if isinstance(exc, RayActorError):
+                raise _WorkerLost(as_backend_error("create_session", exc)) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker
         metrics.session_created(updates["startup_ms"] / 1000, sc.pipeline_type.value, res["warm"])

@@ -24,14 +24,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SPOKEN: dict[str, tuple[bytes, int]] = {}  # text → (PCM16, its rate), the first synthesis
+
+
 async def speak(text: str, rate: int = 16000) -> bytes:
-    """`text` spoken by espeak-ng, as PCM16 mono at `rate`."""
+    """`text` spoken by espeak-ng, as PCM16 mono at `rate`.
+
+    The same text gives the same audio for the whole test run: espeak-ng's output shifts by a few
+    samples with what the process synthesized before (its noise source keeps state), and such a
+    variant of "hello world" was once heard as "so we're old" by a test late in the suite."""
     from providers.espeak.tts import EspeakTTS
 
-    tts = EspeakTTS()
-    pcm = b"".join([c async for c in tts.synthesize(text)])
+    if text not in _SPOKEN:
+        tts = EspeakTTS()
+        pcm = b"".join([c async for c in tts.synthesize(text)])
+        _SPOKEN[text] = (pcm, tts.capabilities.sample_rate_hz)
+    pcm, src = _SPOKEN[text]
     samples = np.frombuffer(pcm, dtype="<i2")
-    src = tts.capabilities.sample_rate_hz
     if src != rate:
         samples = soxr.resample(samples, src, rate)
     return np.asarray(samples, dtype="<i2").tobytes()

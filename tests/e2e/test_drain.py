@@ -61,12 +61,8 @@ async def _during_the_drain(
     # A live call goes on talking during the drain...
     await stayed.say(hello)
     assert (await stayed.turn_done(1))["type"] == "metrics"
-    # It is heard and answered. (Not compared word for word: after the suite's earlier tests
-    # this worker's recogniser has been heard to make "so we're old" of it, while the same call
-    # alone is exact; what the drain must not do is cut the call's audio or its reply.)
-    heard = stayed.of("transcript", turn_id=1)[0]["text"]
-    assert heard, "speech during the drain was not heard"
-    assert stayed.of("agent_reply", turn_id=1)[0]["text"] == f"You said: {heard}"
+    assert stayed.of("transcript", turn_id=1)[0]["text"] == "hello world"
+    assert stayed.of("agent_reply", turn_id=1)[0]["text"] == "You said: hello world"
     assert not stopping.done()
 
 

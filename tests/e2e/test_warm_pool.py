@@ -4,6 +4,8 @@ sessions, recycled; a cold start is the fallback; capacity is exposed for autosc
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 import httpx
@@ -24,11 +26,17 @@ async def idle_workers(backend: Any, n: int) -> bool:
     return (await backend.capacity())["warm_pool"]["idle"] == n
 
 
+async def one_idle_worker(backend: Any) -> list[str]:
+    """The pool's one worker, once it is all there is (spares above target go after 30 s)."""
+    names = [n for n in worker_actor_names() if "/" not in n]
+    return names if len(names) == 1 and await idle_workers(backend, 1) else []
+
+
 async def test_sessions_take_warm_workers_which_are_reused_but_never_shared(
     backend: Any, hello_16k: bytes
 ) -> None:
     await backend.update_config(make_config(warm_pool_size=1))
-    assert await wait_for(lambda: idle_workers(backend, 1), timeout_s=60)
+    assert await wait_for(lambda: one_idle_worker(backend), timeout_s=90)
     first = await backend.create_session(echo("pool-1"))
     assert first.info["warm_start"] is True
     worker = first.info["worker"]
@@ -77,6 +85,25 @@ async def test_workers_are_recycled_after_max_sessions_and_past_the_memory_bound
 
 async def _gone(worker: str) -> bool:
     return not [n for n in worker_actor_names() if n.startswith(worker)]
+
+
+async def test_a_warm_worker_killed_as_it_is_taken_costs_the_caller_nothing(
+    backend: Any,
+) -> None:
+    import ray
+
+    import serve_app
+
+    await backend.update_config(make_config(warm_pool_size=1))
+    (name,) = await wait_for(lambda: one_idle_worker(backend), timeout_s=90)
+    worker = ray.get_actor(name, namespace=serve_app.NAMESPACE)
+    os.kill((await worker.describe.remote())["pid"], signal.SIGKILL)
+    # At once, before the registry's pings can notice: the dead spare is handed out, fails to
+    # start the session, and another worker (here a cold start) serves it instead.
+    sess = await backend.create_session(echo("after-a-dead-spare"))
+    assert sess.info["worker"] != name
+    assert (await sess.get_info())["state"] in ("idle", "listening")
+    await sess.stop()
 
 
 async def test_without_a_warm_worker_a_session_starts_cold(backend: Any) -> None:
