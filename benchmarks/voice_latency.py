@@ -1,19 +1,23 @@
 """Voice-to-voice latency of real spoken turns, and what this architecture costs.
 
-    python -m benchmarks.voice_latency                 # concurrency 1, 10, 25
-    python -m benchmarks.voice_latency --concurrency 1 4 --turns 3
+    python -m benchmarks.voice_latency                 # concurrency 1, 3, 10
+    python -m benchmarks.voice_latency --concurrency 1 10 25 --min-turns 30
 
 N concurrent sessions each hold a scripted conversation of real speech (espeak-ng phrases,
-streamed in real time over the audio websocket through Serve and Ray). Per turn it records the
-client's voice-to-voice latency (last speech frame sent → first reply audio byte received) and
-the server's waterfall (endpointing, STT finalisation, agent, TTS first audio). The baseline,
-measured in the same run: the same stages (silero, pocketsphinx, echo agent, espeak-ng) called in
-this one process with no Ray and no transport, turns fed in real time as well; the difference
-of the two is the runtime overhead. Barge-in: the user talks over a long reply; the figure is
-the time from sending the audio frame that makes the interruption due to the last reply byte
-received.
+streamed in real time over the audio websocket through Serve and Ray). Sessions start at random
+offsets within `--stagger` seconds (seeded), as independent calls do, rather than in lockstep.
+Per turn it records the client's voice-to-voice latency (last speech frame sent → first reply
+audio byte received) and the server's waterfall (endpointing, STT finalisation, agent, TTS first
+audio). Per level it records the CPU the sessions' processes used (session actor, STT stage,
+TTS stage) and the whole Ray instance, so a latency figure comes with what it cost.
 
-Writes benchmarks/results/voice_latency.json (and .png when matplotlib is installed).
+The baseline, measured in the same run: the same stages (silero, pocketsphinx, echo agent,
+espeak-ng) called in this one process with no Ray and no transport, turns fed in real time as
+well; the difference of the two at one session is the runtime overhead. Barge-in: the user talks
+over a long reply; the figure is the time from sending the audio frame that makes the
+interruption due to the last reply byte received.
+
+Writes benchmarks/results/voice_latency.json (and .png).
 """
 
 from __future__ import annotations
@@ -21,40 +25,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
+import math
+import random
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import websockets
 
 from backend.http_client import send_realtime
+from benchmarks.common import (
+    RESULTS,
+    cpu_seconds,
+    machine,
+    pct,
+    ray_processes,
+    summary,
+    write,
+)
 
-RESULTS = Path(__file__).parent / "results"
 PHRASES = ["hello world", "what time is it", "open the door"]
 RATE = 16000
-FRAME = 640  # 20 ms
+STAGES = ["end_of_turn_delay_ms", "stt_final_ms", "agent_ms", "tts_first_audio_ms"]
 LONG_PREFIX = (
     "Here is a long answer that takes several seconds to say out loud. It keeps going for a "
     "while so that you can interrupt it. You said: "
 )
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return float(np.percentile(np.asarray(values), q))
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "n": len(values),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "p99": pct(values, 99),
-        "mean": statistics.fmean(values) if values else None,
-    }
 
 
 async def phrases_pcm() -> dict[str, bytes]:
@@ -63,21 +59,44 @@ async def phrases_pcm() -> dict[str, bytes]:
     return {p: await speak(p) for p in [*PHRASES, "stop please"]}
 
 
+def speech_s(pcm: dict[str, bytes], turns: int) -> float:
+    """Seconds of speech a session says in `turns` turns."""
+    return sum(len(pcm[PHRASES[i % len(PHRASES)]]) / 2 / RATE for i in range(turns))
+
+
 # -- through Ray + Serve + the websocket -----------------------------------------------------
-async def ws_session(base: str, pcm: dict[str, bytes], turns: int) -> list[dict[str, Any]]:
+async def session_pids(session: dict[str, Any]) -> dict[str, int]:
+    """The session's processes, as its worker actor describes them."""
+    import ray
+
+    import serve_app
+
+    worker = ray.get_actor(session["worker"], namespace=serve_app.NAMESPACE)
+    d = await worker.describe.remote()
+    return {"session": d["pid"], "stt": d["stages"]["stt"]["pid"], "tts": d["stages"]["tts"]["pid"]}
+
+
+async def ws_session(
+    base: str, pcm: dict[str, bytes], turns: int, delay_s: float
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One call: its turns, and the CPU seconds its processes used during them."""
     from backend.http_client import HttpClient
 
+    await asyncio.sleep(delay_s)
     out: list[dict[str, Any]] = []
     async with HttpClient(base, timeout_s=120) as client:
         session = await client.create_session(user_id="bench")
+        pids = await session_pids(session)
+        before = {k: cpu_seconds([pid]) for k, pid in pids.items()}
         url = f"{session['media']['url']}?token={session['media']['token']}"
         try:
             async with websockets.connect(url, max_size=None) as ws:
                 for i in range(turns):
                     out.append(await ws_turn(ws, pcm[PHRASES[i % len(PHRASES)]]))
+            cpu = {k: cpu_seconds([pid]) - before[k] for k, pid in pids.items()}
         finally:
             await client.close_session(session["session_id"])
-    return out
+    return out, cpu
 
 
 async def ws_turn(ws: Any, speech: bytes) -> dict[str, Any]:
@@ -167,9 +186,8 @@ def speech_onset_s(pcm: bytes) -> float:
 
 
 # -- in one process, no Ray, no transport ----------------------------------------------------
-async def local_turns(
-    pcm: dict[str, bytes], turns: int, sessions: int, endpoint_s: float
-) -> list[float]:
+async def local_turns(pcm: dict[str, bytes], turns: int, endpoint_s: float) -> list[dict[str, Any]]:
+    """One session's turns with every stage in this process: v2v and the same waterfall."""
     from pipelines.endpointing import EndpointingConfig
     from pipelines.session import SessionRuntime
     from pipelines.stt_tts import PipelineSettings
@@ -178,133 +196,160 @@ async def local_turns(
     from providers.pocketsphinx.stt import PocketsphinxSTT
     from providers.vad.silero import SileroVAD
 
-    async def one() -> list[float]:
-        rt = SessionRuntime(
-            session_id="local",
-            user_id="bench",
-            input_sample_rate_hz=RATE,
-            settings=PipelineSettings(endpointing=EndpointingConfig(min_silence_s=endpoint_s)),
-            vad=SileroVAD(),
-            stt=PocketsphinxSTT(),
-            tts=EspeakTTS(),
-            agent=build_agent(spec={"type": "echo"}),
-        )
-        out = []
-        for i in range(turns):
-            speech = pcm[PHRASES[i % len(PHRASES)]]
-            first_audio: float | None = None
+    rt = SessionRuntime(
+        session_id="local",
+        user_id="bench",
+        input_sample_rate_hz=RATE,
+        settings=PipelineSettings(endpointing=EndpointingConfig(min_silence_s=endpoint_s)),
+        vad=SileroVAD(),
+        stt=PocketsphinxSTT(),
+        tts=EspeakTTS(),
+        agent=build_agent(spec={"type": "echo"}),
+    )
+    out = []
+    for i in range(turns):
+        speech = pcm[PHRASES[i % len(PHRASES)]]
+        first_audio: float | None = None
+        metrics: dict[str, Any] = {}
 
-            async def push(frame: bytes) -> None:
-                rt.push_audio([frame])
+        async def push(frame: bytes) -> None:
+            rt.push_audio([frame])
 
-            feeder = asyncio.create_task(
-                send_realtime(
-                    push, speech + bytes(RATE * 2 * 2), RATE, mark_at_s=len(speech) / 2 / RATE
-                )
+        feeder = asyncio.create_task(
+            send_realtime(
+                push, speech + bytes(RATE * 2 * 2), RATE, mark_at_s=len(speech) / 2 / RATE
             )
-            done = False
-            while not done:
-                polled = await rt.outbox.poll(timeout_s=30)
-                for kind, payload in polled["items"]:
-                    if kind == "audio":
-                        first_audio = first_audio or time.monotonic()
-                    elif payload["type"] == "metrics":
-                        done = True
-            speech_end = await feeder
-            if first_audio and speech_end:
-                out.append((first_audio - speech_end) * 1000)
-        await rt.aclose()
-        return out
+        )
+        while not metrics:
+            polled = await rt.outbox.poll(timeout_s=30)
+            for kind, payload in polled["items"]:
+                if kind == "audio":
+                    first_audio = first_audio or time.monotonic()
+                elif payload["type"] == "metrics":
+                    metrics = payload
+        speech_end = await feeder
+        v2v = (first_audio - speech_end) * 1000 if first_audio and speech_end else None
+        out.append(
+            {"client_v2v_ms": v2v, **{k: v for k, v in metrics.items() if k.endswith("_ms")}}
+        )
+    await rt.aclose()
+    return out
 
-    results = await asyncio.gather(*(one() for _ in range(sessions)))
-    return [v for r in results for v in r]
+
+def level_figures(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    v2v = [t["client_v2v_ms"] for t in turns if t["client_v2v_ms"] is not None]
+    return {
+        "client_v2v_ms": summary(v2v),
+        "v2v_within_500ms": round(sum(v <= 500 for v in v2v) / len(v2v), 3) if v2v else None,
+        "server_response_ms": summary([t["response_ms"] for t in turns if t.get("response_ms")]),
+        "waterfall_p50_ms": {
+            s: round(pct([t[s] for t in turns if t.get(s) is not None], 50), 1) for s in STAGES
+        },
+    }
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 25])
-    ap.add_argument("--turns", type=int, default=4, help="turns per session")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 3, 10])
+    ap.add_argument("--turns", type=int, default=3, help="turns per session, at least")
+    ap.add_argument("--min-turns", type=int, default=24, help="turns per level, at least")
+    ap.add_argument("--stagger", type=float, default=3.0, help="sessions start within (s)")
     ap.add_argument("--barge-ins", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--endpointing", type=float, default=0.3, help="min_endpointing_delay (s) for the run"
     )
     args = ap.parse_args()
     endpoint_s = args.endpointing
+    rng = random.Random(args.seed)
 
-    import serve_app
-    from backend.iface import Config
-    from tests.conftest import free_port
+    from benchmarks.common import local_backend
 
     pcm = await phrases_pcm()
     onset = speech_onset_s(pcm["stop please"])
-    report: dict[str, Any] = {"endpointing_s": endpoint_s, "turns_per_session": args.turns}
+    report: dict[str, Any] = {
+        "settings": {**vars(args), "phrases": PHRASES},
+        "machine": machine(),
+    }
+    baseline = await local_turns(pcm, args.min_turns, endpoint_s)
+    report["in_process"] = {
+        **level_figures(baseline),
+        "samples": [
+            {k: t.get(k) for k in ("client_v2v_ms", "response_ms", *STAGES)} for t in baseline
+        ],
+    }
 
-    baseline = await local_turns(pcm, args.turns, 1, endpoint_s)
-    report["in_process_v2v_ms"] = summary(baseline)
-
-    serve_app.ensure_ray(session_slots=max(args.concurrency) + 2)
-    port = free_port()
-    cfg = Config(
-        max_concurrent_sessions=max(args.concurrency) + 2, min_endpointing_delay=endpoint_s
-    )
-    serve_app.deploy("local", cfg, port=port)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    slots = max(args.concurrency) + 2
+    with local_backend(slots, max_concurrent_sessions=slots, min_endpointing_delay=endpoint_s) as (
+        _,
+        base,
+    ):
         report["concurrency"] = {}
         for n in args.concurrency:
-            started = time.monotonic()
-            runs = await asyncio.gather(*(ws_session(base, pcm, args.turns) for _ in range(n)))
-            turns = [t for r in runs for t in r]
-            stages = ["end_of_turn_delay_ms", "stt_final_ms", "agent_ms", "tts_first_audio_ms"]
-            v2v = [t["client_v2v_ms"] for t in turns if t["client_v2v_ms"] is not None]
-            entry = {
-                "client_v2v_ms": summary(v2v),
-                "server_response_ms": summary([t["response_ms"] for t in turns]),
-                "waterfall_p50_ms": {
-                    s: pct([t[s] for t in turns if t.get(s) is not None], 50) for s in stages
-                },
-                "wall_s": round(time.monotonic() - started, 1),
+            per = max(args.turns, math.ceil(args.min_turns / n))
+            ray_cpu0, started = cpu_seconds([p.pid for p in ray_processes()]), time.monotonic()
+            runs = await asyncio.gather(
+                *(ws_session(base, pcm, per, rng.uniform(0, args.stagger)) for _ in range(n))
+            )
+            wall = time.monotonic() - started
+            ray_cpu = cpu_seconds([p.pid for p in ray_processes()]) - ray_cpu0
+            turns = [t for r, _ in runs for t in r]
+            entry = level_figures(turns)
+            spoken = speech_s(pcm, per) * n
+            cpu = {k: sum(c[k] for _, c in runs) for k in ("session", "stt", "tts")}
+            entry["turns_per_session"] = per
+            entry["samples"] = [
+                {k: t.get(k) for k in ("client_v2v_ms", "response_ms", *STAGES)} for t in turns
+            ]
+            entry["wall_s"] = round(wall, 1)
+            entry["cpu"] = {
+                **{f"{k}_s": round(v, 2) for k, v in cpu.items()},
+                "ray_cores_busy": round(ray_cpu / wall, 2),
+                "stt_cpu_per_speech_s": round(cpu["stt"] / spoken, 3),
+                "session_cpu_per_call_s": round(cpu["session"] / wall / n, 3),
             }
             if n == 1:
-                entry["runtime_overhead_ms"] = {
-                    q: entry["client_v2v_ms"][q] - report["in_process_v2v_ms"][q]
-                    for q in ("p50", "p95")
+                one, local = entry, report["in_process"]
+                report["runtime_overhead_ms"] = {
+                    "v2v_p50": round(
+                        one["client_v2v_ms"]["p50"] - local["client_v2v_ms"]["p50"], 1
+                    ),
+                    "v2v_p95": round(
+                        one["client_v2v_ms"]["p95"] - local["client_v2v_ms"]["p95"], 1
+                    ),
+                    "by_stage_p50": {
+                        s: round(one["waterfall_p50_ms"][s] - local["waterfall_p50_ms"][s], 1)
+                        for s in STAGES
+                    },
                 }
             report["concurrency"][str(n)] = entry
             print_row(n, entry)
         barge = [await ws_barge_in(base, pcm, onset) for _ in range(args.barge_ins)]
         report["barge_in_last_byte_after_due_ms"] = summary(barge)
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        import ray
-
-        ray.shutdown()
     print_report(report)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "voice_latency.json").write_text(json.dumps(report, indent=2))
+    write("voice_latency", report)
     plot(report)
 
 
 def print_row(n: int, e: dict[str, Any]) -> None:
-    v = e["client_v2v_ms"]
-    w = e["waterfall_p50_ms"]
+    v, w, c = e["client_v2v_ms"], e["waterfall_p50_ms"], e["cpu"]
     print(
-        f"N={n:<3} v2v p50 {v['p50']:7.1f} p95 {v['p95']:7.1f} ms | waterfall p50: "
-        + ", ".join(f"{k.removesuffix('_ms')} {x:.1f}" for k, x in w.items() if x is not None),
+        f"N={n:<3} v2v p50 {v['p50']:7.1f} p95 {v['p95']:7.1f} ms (n={v['n']}, "
+        f"{e['v2v_within_500ms']:.0%} ≤ 500) | p50 "
+        + ", ".join(f"{k.removesuffix('_ms')} {x:.1f}" for k, x in w.items())
+        + f" | Ray {c['ray_cores_busy']} cores, STT {c['stt_cpu_per_speech_s']} s CPU/s speech",
         flush=True,
     )
 
 
 def print_report(r: dict[str, Any]) -> None:
-    b = r["in_process_v2v_ms"]
+    b = r["in_process"]["client_v2v_ms"]
     print(f"\nin-process baseline v2v (1 session): p50 {b['p50']:.1f} p95 {b['p95']:.1f} ms")
-    one = r["concurrency"].get("1", {}).get("runtime_overhead_ms")
+    one = r.get("runtime_overhead_ms")
     if one:
         print(
-            f"runtime overhead (Ray + Serve + websocket, 1 session): p50 {one['p50']:.1f} "
-            f"p95 {one['p95']:.1f} ms"
+            f"runtime overhead (Ray + Serve + websocket, 1 session): p50 {one['v2v_p50']:.1f} "
+            f"p95 {one['v2v_p95']:.1f} ms; by stage (p50): {one['by_stage_p50']}"
         )
     g = r["barge_in_last_byte_after_due_ms"]
     print(

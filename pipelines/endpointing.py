@@ -68,6 +68,11 @@ class TurnDetector:
         return None
 
     @property
+    def silence_s(self) -> float:
+        """How long the current utterance has been silent (0 when not in speech, or voiced)."""
+        return self._silence_run_s if self.in_speech else 0.0
+
+    @property
     def speech_s(self) -> float:
         """How long the user has spoken in the current utterance, up to the last voiced frame
         (the trailing silence that may end it does not count); 0 when not in speech."""

@@ -3,6 +3,9 @@
 Inbound audio (already at `PIPELINE_RATE_HZ`) goes through the VAD and the turn detector in the
 caller's task: that is cheap. While the user speaks, audio is streamed to the STT in ~100 ms
 batches (one stage call per batch, not per frame), so at end of speech only finalisation is left.
+That finalisation starts early, `stt_early_finish_s` into the silence that may end the turn, so
+it overlaps the endpointing delay instead of following it; if the user goes on speaking, the
+early result is dropped and the utterance so far is replayed to a fresh STT stream.
 Two tasks do the slow parts in order: the STT feeder (push/finish calls, strictly ordered) and
 the turn worker (agent + TTS, one turn at a time, each turn its own task so that a barge-in can
 cancel it). The agent's text is spoken sentence by sentence as it streams in, and the audio is
@@ -17,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +64,10 @@ class PipelineSettings:
     allow_interruptions: bool = True
     min_interruption_s: float = 0.5  # speech over the agent shorter than this is a backchannel
     playout_lead_s: float = LEAD_S
+    # Silence after which the STT is asked for its final transcript, before the endpointing
+    # delay has confirmed the turn (None: only once it has). Below the shortest endpointing
+    # delay, so that a pause between words seldom costs a replay.
+    stt_early_finish_s: float | None = 0.15
 
 
 class SttTtsPipeline(TurnLoop):
@@ -103,6 +110,7 @@ class SttTtsPipeline(TurnLoop):
         # The reply being spoken, if any: what a barge-in cancels.
         self._speaking: tuple[TurnTimings, Playout, asyncio.Task[None]] | None = None
         self._over_agent = False  # the current utterance began while the agent was speaking
+        self._early_finished = False  # the STT was asked to finish this utterance early
         self.last_playout: Playout | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -122,6 +130,7 @@ class SttTtsPipeline(TurnLoop):
                 self._begin_utterance()
             if det.in_speech or event is TurnEvent.SPEECH_ENDED:
                 self._add_to_batch(frame)
+                self._maybe_finish_early()
             else:
                 self._preroll.append(frame)
             if (
@@ -138,7 +147,22 @@ class SttTtsPipeline(TurnLoop):
                     self._end_utterance()
                 self._over_agent = False
 
+    def _maybe_finish_early(self) -> None:
+        """Ask for the transcript while the endpointing delay runs; take it back if the user
+        goes on (the feeder replays the utterance to a fresh stream)."""
+        det, early_s = self._detector, self.settings.stt_early_finish_s
+        if early_s is None or not det.in_speech or early_s >= det.required_silence_s:
+            return
+        if not self._early_finished and det.silence_s >= early_s:
+            self._flush_batch()
+            self._early_finished = True
+            self._stt_cmds.put_nowait(("finish_early", None))
+        elif self._early_finished and det.silence_s == 0.0:
+            self._early_finished = False
+            self._stt_cmds.put_nowait(("resume", None))
+
     def _begin_utterance(self) -> None:
+        self._early_finished = False
         self._turn_counter += 1
         self._current = TurnTimings(turn_id=self._turn_counter)
         self._over_agent = self._speaking is not None and self.settings.allow_interruptions
@@ -174,10 +198,12 @@ class SttTtsPipeline(TurnLoop):
         turn.end_of_speech = now - (self._detector.clock_s - self._detector.last_speech_at_s)
         self._stt_cmds.put_nowait(("finish", turn))
         self._current = None
+        self._early_finished = False
         self.outbox.put_event({"type": "speech_ended", "turn_id": turn.turn_id})
 
     def _drop_utterance(self) -> None:
         self._batch, self._batch_samples = [], 0
+        self._early_finished = False
         turn_id = self._current.turn_id if self._current else self._turn_counter
         self._current = None
         self._stt_cmds.put_nowait(("drop", None))
@@ -196,39 +222,40 @@ class SttTtsPipeline(TurnLoop):
 
     # -- STT feeder: strictly ordered stage calls ------------------------------------------
     async def _stt_feeder(self) -> None:
-        stream: SttStream | None = None
-        failed: BackendError | None = None
+        utt = _Utterance()
         while True:
             cmd, arg = await self._stt_cmds.get()
             try:
                 if cmd == "open":
-                    stream, failed = self.stt.stream(), None
-                elif cmd == "push" and stream is not None and failed is None:
-                    await stream.push(arg)
+                    utt = _Utterance(self.stt.stream())
+                elif cmd == "push":
+                    await utt.push(arg)
                 elif cmd == "drop":
-                    s, stream = stream, None
-                    if s is not None:
-                        await s.aclose()
+                    utt, old = _Utterance(), utt
+                    await old.aclose()
+                elif cmd == "finish_early":
+                    await utt.finish_early(self._finish_stream)
+                elif cmd == "resume":
+                    await utt.resume(self.stt)
                 elif cmd == "finish":
                     turn: TurnTimings = arg
-                    if failed is not None or stream is None:
-                        raise failed or BackendError("stt", ErrorCode.PIPELINE_ERROR, "no stream")
-                    s, stream = stream, None
-                    turn.text = (
-                        await call_with_retry("stt.finish", s.finish, self.settings.retry)
-                    ).strip()
+                    utt, done = _Utterance(), utt
+                    turn.text = (await done.finish(self._finish_stream)).strip()
                     turn.transcript = time.monotonic()
                     self._turns.put_nowait(turn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken stage must surface, not hang the turn
                 err = as_backend_error("stt", exc)
-                if cmd == "push":
-                    failed = err  # reported once, at the end of the utterance
+                if cmd in ("push", "finish_early", "resume"):
+                    utt.failed = err  # reported once, at the end of the utterance
                 else:
-                    stream = None
+                    utt = _Utterance()
                     # The turn's own error event ends it for the client: never a silent hang.
                     self._report(err, arg.turn_id if cmd == "finish" else None)
+
+    async def _finish_stream(self, stream: SttStream) -> str:
+        return await call_with_retry("stt.finish", stream.finish, self.settings.retry)
 
     # -- turn worker: agent + TTS, one turn at a time --------------------------------------
     async def _turn_worker(self) -> None:
@@ -359,3 +386,44 @@ class SttTtsPipeline(TurnLoop):
         turn.done = time.monotonic()
         self._on_state(PipelineState.LISTENING)
         self._emit_metrics(turn)
+
+
+class _Utterance:
+    """The STT side of one utterance, as the feeder sees it: the stream, the audio sent so far
+    (to replay if an early finish is taken back) and the early transcript, if one was taken."""
+
+    def __init__(self, stream: SttStream | None = None) -> None:
+        self.stream = stream
+        self.audio: list[bytes] = []
+        self.early: str | None = None
+        self.failed: BackendError | None = None
+
+    async def push(self, pcm16: bytes) -> None:
+        if self.stream is None or self.failed is not None:
+            return
+        self.audio.append(pcm16)
+        if self.early is None:  # after an early finish, audio waits here for a possible replay
+            await self.stream.push(pcm16)
+
+    async def finish_early(self, finish: Callable[[SttStream], Awaitable[str]]) -> None:
+        if self.stream is not None and self.failed is None and self.early is None:
+            self.early = await finish(self.stream)
+
+    async def resume(self, stt: STT) -> None:
+        """The user went on after an early finish: a fresh stream hears the utterance so far."""
+        if self.stream is None or self.failed is not None or self.early is None:
+            return
+        self.early, self.stream = None, stt.stream()
+        if self.audio:
+            await self.stream.push(b"".join(self.audio))
+
+    async def finish(self, finish: Callable[[SttStream], Awaitable[str]]) -> str:
+        if self.failed is not None or self.stream is None:
+            raise self.failed or BackendError("stt", ErrorCode.PIPELINE_ERROR, "no stream")
+        if self.early is not None:  # nothing but silence came after it
+            return self.early
+        return await finish(self.stream)
+
+    async def aclose(self) -> None:
+        if self.stream is not None:
+            await self.stream.aclose()
