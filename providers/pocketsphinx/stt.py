@@ -8,7 +8,11 @@ The acoustic model is trained with per-utterance (batch) cepstral mean normalisa
 mode starts from a fixed guess that is far from many voices: decoded that way, "hello world" from
 espeak comes out as "oh world". So each utterance's first `cmn_window_s` of audio is held back,
 its cepstral mean measured (a cheap feature-only pass) and set, and then it is decoded, streaming
-from there on. An utterance shorter than the window is decoded whole by `finish`.
+from there on. An utterance shorter than the window is decoded whole by `finish`. The window
+(0.8 s by default, the pipeline's 0.3 s pre-roll included) is a trade: shorter ones mis-hear
+more (0.5 s: "hello world" → "oh where oh"); longer ones leave the decoder a longer backlog to
+catch up on at the end of speech (decoding runs at ~0.3× real time here), which the pipeline's
+early finish can no longer hide within the endpointing delay.
 
 Digital silence (exact zeros, as synthesized or gated audio has) sends the front end's log
 energies to their floor and the decoder loses word onsets ("hello world" → "oh we're ill"). A
@@ -70,7 +74,7 @@ class PocketsphinxSTT(STT):
     capabilities = SttCapabilities(streaming=True, sample_rate_hz=_RATE_HZ)
 
     def __init__(
-        self, model: str | None = None, cmn_window_s: float = 1.0, noise_floor: float = 30.0
+        self, model: str | None = None, cmn_window_s: float = 0.8, noise_floor: float = 30.0
     ) -> None:
         """`model`: an acoustic model directory (None = bundled en-us); `cmn_window_s`: audio
         used to measure each utterance's cepstral mean before decoding starts (0 = live CMN);
