@@ -244,6 +244,11 @@ async def local_turns(pcm: dict[str, bytes], turns: int, endpoint_s: float) -> l
     return out
 
 
+def sample(turn: dict[str, Any]) -> dict[str, Any]:
+    """What the JSON keeps of one turn."""
+    return {k: turn.get(k) for k in ("client_v2v_ms", "response_ms", *STAGES)}
+
+
 def level_figures(turns: list[dict[str, Any]]) -> dict[str, Any]:
     v2v = [t["client_v2v_ms"] for t in turns if t["client_v2v_ms"] is not None]
     return {
@@ -282,9 +287,7 @@ async def main() -> None:
     baseline = await local_turns(pcm, args.min_turns, endpoint_s)
     report["in_process"] = {
         **level_figures(baseline),
-        "samples": [
-            {k: t.get(k) for k in ("client_v2v_ms", "response_ms", *STAGES)} for t in baseline
-        ],
+        "samples": [sample(t) for t in baseline],
     }
 
     slots = max(args.concurrency) + 2
@@ -306,9 +309,7 @@ async def main() -> None:
             spoken = speech_s(pcm, per) * n
             cpu = {k: sum(c[k] for _, c in runs) for k in ("session", "stt", "tts")}
             entry["turns_per_session"] = per
-            entry["samples"] = [
-                {k: t.get(k) for k in ("client_v2v_ms", "response_ms", *STAGES)} for t in turns
-            ]
+            entry["samples"] = [sample(t) for t in turns]
             entry["wall_s"] = round(wall, 1)
             entry["cpu"] = {
                 **{f"{k}_s": round(v, 2) for k, v in cpu.items()},

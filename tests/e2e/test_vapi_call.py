@@ -60,6 +60,15 @@ async def create(http: httpx.AsyncClient, user: str) -> dict[str, Any]:
     return resp.json()
 
 
+def call_of(fake: FakeVapi, session_id: str) -> str:
+    """The id of the Vapi call the backend placed for `session_id`."""
+    return next(
+        c
+        for c, call in fake.calls.items()
+        if call["assistant"]["metadata"]["session_id"] == session_id
+    )
+
+
 async def test_a_vapi_call_is_answered_by_the_session_agent_and_ends_with_its_report(
     vapi: tuple[FakeVapi, str],
 ) -> None:
@@ -147,11 +156,7 @@ async def test_a_websocket_call_streams_its_audio_both_ways_through_the_session(
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         session = await create(http, "caller-socket")
         sid = session["session_id"]
-        call_id = next(
-            c
-            for c, call in fake.calls.items()
-            if call["assistant"]["metadata"]["session_id"] == sid
-        )
+        call_id = call_of(fake, sid)
         media = session["media"]
         listed = (await http.get(f"/v1/sessions/{sid}")).text
         assert call_id not in listed and "upstream" not in listed
@@ -195,11 +200,7 @@ async def test_a_bad_token_never_reaches_the_call(vapi: tuple[FakeVapi, str]) ->
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         session = await create(http, "caller-bad-token")
         sid = session["session_id"]
-        call_id = next(
-            c
-            for c, call in fake.calls.items()
-            if call["assistant"]["metadata"]["session_id"] == sid
-        )
+        call_id = call_of(fake, sid)
         async with websockets.connect(f"{session['media']['url']}?token=guess") as ws:
             error = json.loads(await asyncio.wait_for(ws.recv(), 20))
             assert error["code"] == "authentication_failed"
