@@ -7,8 +7,10 @@ pool (`actors/warm_pool.py`) on the node with room, so two replicas can never bo
 slot. The workers are owned by this actor: deleting it (undeploy) takes them all down.
 
 It pings every worker on an interval and keeps the last round, so a health check costs one call
-and no fan-out; a session whose worker died (or missed `MAX_MISSED_PINGS` pings in a row, or
-whose node left the cluster) is reaped and its slot freed.
+and no fan-out; a session whose worker died (or has not answered a ping for `MAX_MISSED_PINGS`
+rounds and `UNRESPONSIVE_REAP_S` seconds, or whose node left the cluster) is reaped and its slot
+freed. A late answer only marks the session unresponsive (health says so): on a saturated node
+every process answers late, and killing live calls for it would make the overload worse.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 REGISTRY_NAME = "voice_registry"
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 MAX_MISSED_PINGS = 3
+# The shortest silence after which a worker that is alive (Ray has not declared it dead) is taken
+# for hung. Three missed 1 s pings are only a busy machine: five LiveKit calls on two cores were
+# reaped mid-call that way, while the sessions themselves answered in milliseconds.
+UNRESPONSIVE_REAP_S = 15.0
 NEAR_CAPACITY = 0.9
 
 
@@ -411,13 +417,15 @@ class SessionRegistry:
                 w.missed_pings += 1
                 if sid is not None:
                     unresponsive.append(sid)
-                if w.missed_pings >= MAX_MISSED_PINGS:
+                silent_s = time.monotonic() - w.answered_at
+                if w.missed_pings >= MAX_MISSED_PINGS and silent_s >= UNRESPONSIVE_REAP_S:
                     self.pool.kill(w)
                     if sid is not None:
-                        self._reap(sid, f"missed {MAX_MISSED_PINGS} health pings")
+                        self._reap(sid, f"no answer to health pings for {silent_s:.0f} s")
                     self._wake_pool()
             else:
                 w.missed_pings = 0
+                w.answered_at = time.monotonic()
                 rec = self.records.get(sid) if sid is not None else None
                 if rec is not None and rec.get("status") == "active":
                     rec["state"] = outcome

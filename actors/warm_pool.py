@@ -46,7 +46,8 @@ class Worker:
     session_id: str | None = None
     ready: bool = False
     sessions_served: int = 0
-    missed_pings: int = 0
+    missed_pings: int = 0  # in a row
+    answered_at: float = field(default_factory=time.monotonic)  # its last ping answer (or birth)
     created_at: float = field(default_factory=time.time)
     idle_since: float = field(default_factory=time.monotonic)
 
