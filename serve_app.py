@@ -222,6 +222,12 @@ class VoiceIngress:
     async def _auth(self, request: Request) -> Principal:
         return await _authenticated(request)
 
+    async def check_health(self) -> None:
+        """Serve's periodic probe of this replica (it is healthy if this returns). It also
+        starts the cleanup of reaped sessions' provider resources, which must not wait for a
+        client to ask for /v1/health."""
+        self.sup.release_reaped_soon()
+
     # -- HTTP ------------------------------------------------------------------------------
     @api.post(
         "/v1/sessions",

@@ -379,10 +379,8 @@ class Supervisor:
 
     async def health(self) -> dict[str, Any]:
         health = await self.registry.health.remote()
-        if health["details"]["reaped_total"] and self._reaping is None:
-            # Provider-side cleanup of reaped sessions: off the health check's path.
-            self._reaping = asyncio.create_task(self._release_reaped())
-            self._reaping.add_done_callback(lambda _: setattr(self, "_reaping", None))
+        if health["details"]["reaped_total"]:
+            self.release_reaped_soon()
         provider = await self._provider_reachability()
         health["details"]["providers"] = {self.provider_name: provider}
         if not provider.get("reachable", False) and health["status"] == "healthy":
@@ -402,9 +400,23 @@ class Supervisor:
         self._provider_health = (time.monotonic(), result)
         return result
 
+    def release_reaped_soon(self) -> None:
+        """Provider-side cleanup of the sessions the health monitor reaped (a LiveKit call's
+        room goes, so its user is told the call ended), in the background: off the path of
+        the health check, and also run from Serve's periodic replica probe, so it happens
+        whether or not anyone polls /v1/health."""
+        if self._reaping is None:
+            self._reaping = asyncio.create_task(self._release_reaped())
+            self._reaping.add_done_callback(lambda _: setattr(self, "_reaping", None))
+
     async def _release_reaped(self) -> None:
         """Undo provider-side resources of sessions the health monitor reaped."""
-        for rec in await self.registry.take_reaped.remote():
+        try:
+            reaped = await self.registry.take_reaped.remote()
+        except Exception as exc:  # the registry is restarting: the next probe tries again
+            log.warning("could not fetch reaped sessions: %s", type(exc).__name__)
+            return
+        for rec in reaped:
             with contextlib.suppress(Exception):
                 await self.provider.close_session(rec["session_id"])
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,21 +25,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_SPOKEN: dict[str, tuple[bytes, int]] = {}  # text → (PCM16, its rate), the first synthesis
+_SPOKEN: dict[str, tuple[bytes, int]] = {}  # text → (PCM16, its rate)
+# Synthesis in a process of its own: espeak-ng's output shifts by a few samples with what the
+# process synthesized before (state kept inside the library), so in-process the audio of a phrase
+# depended on which tests ran first; such variants were heard as "so we're old" for "hello world"
+# and "oh the world" for "hello" + "world" late in the suite, never when a test ran alone.
+_SYNTHESIZE = """
+import asyncio, sys
+from providers.espeak.tts import EspeakTTS
+async def main():
+    tts = EspeakTTS()
+    pcm = b"".join([c async for c in tts.synthesize(sys.argv[1])])
+    sys.stdout.buffer.write(tts.capabilities.sample_rate_hz.to_bytes(4, "little") + pcm)
+asyncio.run(main())
+"""
 
 
 async def speak(text: str, rate: int = 16000) -> bytes:
-    """`text` spoken by espeak-ng, as PCM16 mono at `rate`.
-
-    The same text gives the same audio for the whole test run: espeak-ng's output shifts by a few
-    samples with what the process synthesized before (its noise source keeps state), and such a
-    variant of "hello world" was once heard as "so we're old" by a test late in the suite."""
-    from providers.espeak.tts import EspeakTTS
-
+    """`text` spoken by espeak-ng from a fresh state, as PCM16 mono at `rate`: the same audio
+    whatever ran before, in this test run and in every other."""
     if text not in _SPOKEN:
-        tts = EspeakTTS()
-        pcm = b"".join([c async for c in tts.synthesize(text)])
-        _SPOKEN[text] = (pcm, tts.capabilities.sample_rate_hz)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _SYNTHESIZE,
+            text,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0 or len(out) < 4:
+            raise RuntimeError(f"espeak-ng synthesis of {text!r} failed: {err.decode()[-500:]}")
+        _SPOKEN[text] = (out[4:], int.from_bytes(out[:4], "little"))
     pcm, src = _SPOKEN[text]
     samples = np.frombuffer(pcm, dtype="<i2")
     if src != rate:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -254,4 +255,9 @@ if __name__ == "__main__":
     parser.add_argument("--barge-in", help="PCM16 speech to say over the agent's first reply")
     parser.add_argument("--start-when", help="talk only once this file exists")
     parser.add_argument("--wait-closed", type=float, default=0.0, help="stay until kicked out")
-    raise SystemExit(asyncio.run(main(parser.parse_args())))
+    code = asyncio.run(main(parser.parse_args()))
+    # The report is written and the room left. Skip interpreter finalisation: once, on a loaded
+    # machine, the process died with SIGABRT after that point, in the SDK's native teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+import ray
 from livekit import api
 
+import serve_app
 from backend import new_backend
 from backend.errors import BackendError
 from backend.http_client import HttpClient
@@ -101,6 +103,12 @@ async def participant(
     return proc.returncode or 0, report
 
 
+def described(report: dict[str, Any]) -> str:
+    """A participant's report for an assertion message, its process output last and whole."""
+    rest = {k: v for k, v in report.items() if k != "output"}
+    return f"{rest}\n--- participant output:\n{report.get('output', '')}"
+
+
 async def room_names(server: LiveKitServer) -> set[str]:
     async with api.LiveKitAPI(f"http://127.0.0.1:{server.port}", API_KEY, API_SECRET) as lkapi:
         rooms = await lkapi.room.list_rooms(api.ListRoomsRequest())
@@ -154,7 +162,7 @@ async def test_five_calls_in_five_rooms(
             with contextlib.suppress(BaseException):
                 await task
     for (code, report), room in zip(results, rooms, strict=True):
-        assert code == 0, report
+        assert code == 0, described(report)
         assert report["room"] == room
     for _, report in results:
         assert_heard_and_answered(report, [r["captions"] for _, r in results])
@@ -175,7 +183,7 @@ async def test_five_calls_in_five_rooms(
 async def test_s2s_session_in_a_room(lk: HttpClient, hello_pcm: Path, tmp_path: Path) -> None:
     session = await lk.create_session(user_id="lk-s2s", pipeline_type="s2s")
     code, report = await participant(session, tmp_path / "s2s.json", "--pcm", str(hello_pcm))
-    assert code == 0, report
+    assert code == 0, described(report)
     assert_heard_and_answered(report)
 
 
@@ -194,7 +202,7 @@ async def test_talking_over_the_agent_cuts_its_track(
     code, report = await participant(
         session, tmp_path / "barge.json", "--pcm", str(hello_pcm), "--barge-in", str(stop)
     )
-    assert code == 0, report
+    assert code == 0, described(report)
     interrupted = [e for e in report["events"] if e["type"] == "interrupted"]
     assert interrupted, report["events"]
     full_reply_s = len(await speak(long_prefix + "hello world")) / 2 / 16000
@@ -215,7 +223,7 @@ async def test_transient_disconnect_keeps_the_conversation(
         "2",
         "--reconnect-between-turns",
     )
-    assert code == 0, report
+    assert code == 0, described(report)
     assert report.get("simulated_reconnects") == 1, report
     replies = [e for e in report["events"] if e["type"] == "agent_reply"]
     assert len(replies) == 2 and len(report["voice_to_voice_ms"]) == 2, report
@@ -244,7 +252,9 @@ async def test_token_claims_room_scope_and_expiry(
     assert code == 2 and "error" in report, report
     # The genuine token joins room A, and only A.
     code, report = await participant(a, tmp_path / "a.json")
-    assert code == 0 and report["room"] == a["media"]["room"] != b["media"]["room"], report
+    assert code == 0 and report["room"] == a["media"]["room"] != b["media"]["room"], described(
+        report
+    )
 
 
 async def test_signed_webhook_changes_state_and_forged_one_is_refused(
@@ -322,6 +332,29 @@ async def test_close_session_leaves_and_deletes_the_room(
     assert room not in await room_names(lk_server)
     health = await lk_backend.health_check()
     assert health.details["providers"]["livekit"]["reachable"] is True
+
+
+async def test_a_reaped_call_ends_for_its_user(
+    lk: HttpClient, lk_server: LiveKitServer, tmp_path: Path
+) -> None:
+    """The session's actor dies mid-call: the health monitor reaps the session and its room is
+    deleted, so the user is told the call is over (not left in a silent room) — without anyone
+    asking for /v1/health, which would also start that cleanup."""
+    session = await lk.create_session(user_id="lk-reaped")
+    sid, room = session["session_id"], session["media"]["room"]
+    call = asyncio.create_task(
+        participant(session, tmp_path / "reaped.json", "--wait-closed", "90")
+    )
+
+    async def joined() -> bool:
+        return (await lk.get_session(sid))["connection"] == "connected"
+
+    assert await wait_for(joined, timeout_s=30)
+    ray.kill(ray.get_actor(session["worker"], namespace=serve_app.NAMESPACE))
+    code, report = await call
+    assert code == 0 and report.get("disconnect_reason") == "ROOM_DELETED", report
+    assert room not in await room_names(lk_server)
+    assert sid not in {s["session_id"] for s in await lk.list_sessions()}
 
 
 def _b64(part: str) -> bytes:
