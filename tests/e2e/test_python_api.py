@@ -313,16 +313,26 @@ async def test_a_provider_option_updated_through_one_replica_applies_on_every_re
         await backend.update_config(
             make_config(provider_config={"host": "media.example", "port": 9443})
         )
-        async with HttpClient(base_url) as client:
-            sessions = await asyncio.gather(
-                *(client.create_session(user_id=f"replicas-{i}") for i in range(8))
-            )
-            for s in sessions:
-                await client.close_session(s["session_id"])
-        after = (await backend.capacity())["admissions_by_replica"]
+        sessions: list[dict[str, Any]] = []
+        after: dict[str, int] = {}
+
+        async def both_replicas_admitted() -> bool:
+            # The HTTP proxy learns of the second replica a moment after deploy returns, so a
+            # burst may all go to one: burst until both have admitted since the update.
+            nonlocal after
+            async with HttpClient(base_url) as client:
+                burst = await asyncio.gather(
+                    *(client.create_session(user_id=f"replicas-{i}") for i in range(8))
+                )
+                for s in burst:
+                    await client.close_session(s["session_id"])
+            sessions.extend(burst)
+            after = (await backend.capacity())["admissions_by_replica"]
+            return len([r for r, n in after.items() if n > before.get(r, 0)]) == 2
+
+        admitted_by_both = await wait_for(both_replicas_admitted, timeout_s=30, interval_s=1)
     finally:
         await asyncio.to_thread(serve_app.deploy, "local", make_config(), port=port, replicas=1)
-    admitting = [r for r, n in after.items() if n > before.get(r, 0)]
-    assert len(admitting) == 2, after  # both replicas admitted some of the burst
+    assert admitted_by_both, (before, after)
     bases = {s["media"]["url"].split("/v1/")[0] for s in sessions}
     assert bases == {"ws://media.example:9443"}
