@@ -115,11 +115,16 @@ async def room_names(server: LiveKitServer) -> set[str]:
     return {r.name for r in rooms.rooms}
 
 
+def caption(report: dict[str, Any], speaker: str) -> str:
+    """What the participant saw captioned for `speaker`, lower-cased."""
+    texts = {c["speaker"]: c["text"] for c in report["captions"]}
+    return texts.get(speaker, "").lower().strip()
+
+
 def heard_right(report: dict[str, Any]) -> bool:
     """The user's caption has a word of "hello world": one is enough, as Opus and the embedded
     recogniser can cost a word."""
-    captions = {c["speaker"]: c["text"] for c in report["captions"]}
-    return bool({"hello", "world"} & set(captions.get(report["identity"], "").lower().split()))
+    return bool({"hello", "world"} & set(caption(report, report["identity"]).split()))
 
 
 def assert_answered(report: dict[str, Any]) -> None:
@@ -127,10 +132,9 @@ def assert_answered(report: dict[str, Any]) -> None:
     assert "error" not in report, report
     kinds = [e["type"] for e in report["events"]]
     assert "transcript" in kinds and "agent_reply" in kinds, report
-    captions = {c["speaker"]: c["text"] for c in report["captions"]}
-    heard = captions.get(report["identity"], "").lower().strip()
+    heard = caption(report, report["identity"])
     assert heard, report["captions"]
-    reply = captions.get(report["agent_identity"], "").lower().strip()
+    reply = caption(report, report["agent_identity"])
     assert reply == f"you said: {heard}", report["captions"]
     assert report["reply_audio_s"] >= 0.5 and report["reply_rms"] > 300, report
     assert report["voice_to_voice_ms"], "the agent's reply was heard in the room"

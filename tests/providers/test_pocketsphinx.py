@@ -19,6 +19,12 @@ VIA_LIVEKIT = DATA / "hello_world_via_livekit.pcm"
 OPUS = DATA / "hello_world_opus.pcm"
 
 
+@pytest.fixture(scope="module")
+def pocketsphinx() -> PocketsphinxSTT:
+    """One decoder for the cases below (each utterance's estimate is its own), loaded once."""
+    return PocketsphinxSTT()
+
+
 async def recognise(stt: PocketsphinxSTT, pcm16: bytes, piece: int = 3200) -> str:
     stream = stt.stream()
     for i in range(0, len(pcm16), piece):  # 100 ms pushes by default
@@ -27,21 +33,23 @@ async def recognise(stt: PocketsphinxSTT, pcm16: bytes, piece: int = 3200) -> st
 
 
 @pytest.mark.parametrize("piece", [640, 3200, 4096, 8192, 35840])
-async def test_how_audio_is_cut_into_pushes_does_not_change_what_is_heard(piece: int) -> None:
+async def test_how_audio_is_cut_into_pushes_does_not_change_what_is_heard(
+    pocketsphinx: PocketsphinxSTT, piece: int
+) -> None:
     """4096 bytes is what the pipeline pushes (four 32 ms VAD frames); the cepstral mean used to
     be measured over whatever had arrived when the window filled (0.9 s here, not 0.8 s), and
     this call was heard as "so where else"."""
-    assert await recognise(PocketsphinxSTT(), VIA_LIVEKIT.read_bytes(), piece) == "hello world"
+    assert await recognise(pocketsphinx, VIA_LIVEKIT.read_bytes(), piece) == "hello world"
 
 
 @pytest.mark.parametrize("more_silence_s", [0.0, 0.15, 0.2])
 async def test_more_silence_before_the_words_does_not_change_what_is_heard(
-    more_silence_s: float,
+    pocketsphinx: PocketsphinxSTT, more_silence_s: float
 ) -> None:
     """The VAD's pre-roll puts a varying amount of silence before the words. With the mean
     measured from the start of the audio, 0.15 s more made this "hello world" misheard."""
     pcm = bytes(int(16000 * more_silence_s) * 2) + OPUS.read_bytes()
-    assert await recognise(PocketsphinxSTT(), pcm, 4096) == "hello world"
+    assert await recognise(pocketsphinx, pcm, 4096) == "hello world"
 
 
 async def test_a_loud_noisy_utterance_does_not_garble_the_next(hello_16k: bytes) -> None:
