@@ -30,9 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
+from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
 from actors.observability import observe_handle, observe_http
-from actors.registry import HEAD_RESOURCE, REGISTRY_NAME
-from actors.session_actor import SESSION_RESOURCE
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
 from actors.webhooks import apply_webhook

@@ -19,15 +19,20 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import metrics
 from actors.hooks import SecurityState
-from actors.session_actor import SESSION_RESOURCE, WorkerProfile, stage_options
+from actors.host_pool import Host, HostPool
+from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE, STAGE_HOST_PREFIX
+from actors.profile import WorkerProfile, cpu_cores_per_call, stage_options
+from actors.stage_host import SttHostActor
 from actors.warm_pool import WarmPool, Worker
 from backend.auth import check_rate, check_user_quota
 from backend.errors import BackendError, ErrorCode
@@ -36,8 +41,7 @@ from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVI
 
 log = logging.getLogger(__name__)
 
-REGISTRY_NAME = "voice_registry"
-HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
+__all__ = ["HEAD_RESOURCE", "REGISTRY_NAME", "SessionRegistry"]
 MAX_MISSED_PINGS = 3
 # The shortest silence after which a worker that is alive (Ray has not declared it dead) is taken
 # for hung. Three missed 1 s pings are only a busy machine: five LiveKit calls on two cores were
@@ -46,13 +50,17 @@ UNRESPONSIVE_REAP_S = 15.0
 NEAR_CAPACITY = 0.9
 
 
-def alive_node_slots() -> dict[str, int]:
-    """`voice_session` units per alive node (a node without any still appears, with 0)."""
-    return {
-        n["NodeID"]: int(n.get("Resources", {}).get(SESSION_RESOURCE, 0))
-        for n in ray.nodes()
-        if n.get("Alive")
-    }
+def alive_nodes() -> tuple[dict[str, int], dict[str, float]]:
+    """`voice_session` units and CPUs per alive node (a node without slots appears, with 0)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    slots = {n["NodeID"]: int(n.get("Resources", {}).get(SESSION_RESOURCE, 0)) for n in nodes}
+    cpus = {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes}
+    return slots, cpus
+
+
+def _kill(handle: Any) -> None:
+    with contextlib.suppress(Exception):
+        ray.kill(handle, no_restart=True)
 
 
 def _profile(config: Config) -> WorkerProfile | None:
@@ -71,6 +79,23 @@ def _profile(config: Config) -> WorkerProfile | None:
     return WorkerProfile.from_config(config, options)
 
 
+def _cpu_share(config: Config) -> float:
+    try:
+        return cpu_cores_per_call(config)
+    except BackendError:
+        return 0.0
+
+
+def _wanted_hosts(profile: WorkerProfile | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """The node-shared hosts a profile needs: host key -> (kind, provider, options)."""
+    if profile is None:
+        return {}
+    return {
+        profile.host_key(kind): (kind, provider, profile.stage_options.get(provider, {}))
+        for kind, provider in profile.node_stages.items()
+    }
+
+
 # On the head: admission state must not live on a node that hosts (and may lose) calls.
 @ray.remote(num_cpus=0, max_restarts=0, resources={HEAD_RESOURCE: 0.001})
 class SessionRegistry:
@@ -79,6 +104,8 @@ class SessionRegistry:
         self.config = Config()
         self.rev = 0
         self.pool = WarmPool(namespace)
+        self.hosts = HostPool(self._start_host, _kill, lambda h: h._actor_id.hex())
+        self.pool.hosts_for = self._hosts_for
         self.records: dict[str, dict[str, Any]] = {}
         self.reaped: list[dict[str, Any]] = []
         self.last_round: dict[str, Any] = {"at": None, "unresponsive": []}
@@ -108,8 +135,11 @@ class SessionRegistry:
         metrics.set_provider(self.config.provider)
         self.rev += 1
         if not self.pool.slots:
-            self.pool.set_nodes(await asyncio.to_thread(alive_node_slots))
-        self.pool.configure(self.config, _profile(self.config))
+            self.pool.set_nodes(*await asyncio.to_thread(alive_nodes))
+        profile = _profile(self.config)
+        self.pool.configure(self.config, profile)
+        self.pool.cpu_share = _cpu_share(self.config)
+        self.hosts.want(_wanted_hosts(profile))
         if not self._tasks or any(t.done() for t in self._tasks):
             for t in self._tasks:
                 t.cancel()
@@ -125,7 +155,7 @@ class SessionRegistry:
 
     def effective_cap(self) -> int:
         """The configured cap, bounded by the cluster's `voice_session` slots (0 = none set)."""
-        slots = self.pool.total_slots()
+        slots = self.pool.total_capacity()
         cap = self.config.max_concurrent_sessions
         return min(cap, slots) if cap else slots
 
@@ -146,6 +176,17 @@ class SessionRegistry:
         self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
         cap = self.effective_cap()
         active = len(self.records)
+        configured = self.config.max_concurrent_sessions
+        if self.pool.speech_full() and (not configured or active < configured):
+            raise BackendError(
+                "create_session",
+                ErrorCode.SESSION_LIMIT_EXCEEDED,
+                "at capacity: every node's speech capacity is in use (a node serves its CPUs x "
+                f"speech_load_threshold={self.config.speech_load_threshold:g} / "
+                f"{self.pool.cpu_share:g} cores per call of local speech models); retry later "
+                "or add a node",
+                details={"active_sessions": active, "max_sessions": cap, "speech_full": True},
+            )
         if active >= cap:
             raise BackendError(
                 "create_session",
@@ -298,6 +339,15 @@ class SessionRegistry:
             "warm_pool": {k: v for k, v in pool.items() if k != "nodes"},
             "nodes": pool["nodes"],
             "admissions_by_replica": dict(self.admissions_by_replica),
+            "placements": self.pool.profile.placements if self.pool.profile else {},
+            "speech": {
+                "cpu_cores_per_call": self.pool.cpu_share,
+                "speech_load_threshold": self.config.speech_load_threshold,
+                "capacity_by_node": {
+                    n: self.pool.speech_capacity(n) for n in sorted(self.pool.slots)
+                },
+            },
+            "stage_hosts": self.hosts.summary(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -344,6 +394,9 @@ class SessionRegistry:
                 "sessions_total": self.sessions_total,
                 "reaped_total": self.reaped_total,
                 "circuit_breakers": failing,
+                "speech_capacity_by_node": capacity["speech"]["capacity_by_node"],
+                "stage_hosts": capacity["stage_hosts"],
+                "stage_host_failovers": self.hosts.failovers,
                 "reasons": reasons,
             },
         }
@@ -354,7 +407,61 @@ class SessionRegistry:
         for t in self._tasks:
             t.cancel()
         self.pool.shutdown()
+        self.hosts.stop_all()
         return n
+
+    # -- node-shared stage hosts -------------------------------------------------------------
+    def _start_host(self, node_id: str, kind: str, provider: str, options: dict[str, Any]) -> Any:
+        # Up to twice the node's CPUs recognisers: decoding releases the GIL, and an utterance
+        # holds one from its first audio to its final, part of which is waiting for speech.
+        cpus = max(1, int(self.pool.cpus.get(node_id, 1)))
+        return SttHostActor.options(
+            name=f"{STAGE_HOST_PREFIX}{kind}:{node_id[:12]}:{uuid.uuid4().hex[:8]}",
+            namespace=self.namespace,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+        ).remote(provider, options, max_streams=2 * cpus)
+
+    def _hosts_for(self, node_id: str) -> dict[str, Any]:
+        """Stage kind -> the node's live host, for a worker starting there (started now if the
+        profile changed since the pool's last pass)."""
+        self._ensure_hosts()
+        return {h.kind: h.handle for h in self.hosts.for_node(node_id).values()}
+
+    def stage_host_failover(self, node_id: str, key: str, dead_actor_id: str) -> Any:
+        """A call found its node's host dead: promote the spare (once, whoever asks first) and
+        hand back the live host. No awaits: concurrent askers see one promotion."""
+        live = self.hosts.live(node_id, key)
+        if live is not None and live.actor_id == dead_actor_id:
+            live = self.hosts.lost(dead_actor_id)
+            self._wake_pool()
+        return None if live is None else live.handle
+
+    def _ensure_hosts(self) -> None:
+        current = self.pool.profile.key if self.pool.profile is not None else None
+        old_calls = any(
+            w.session_id is not None and w.profile_key != current
+            for w in self.pool.workers.values()
+        )
+        keep = {h.key for h in self.hosts.hosts()} if old_calls else set()
+        self.hosts.ensure(list(self.pool.slots), keep)
+
+    async def _ping_hosts(self, deadline_s: float) -> None:
+        hosts = self.hosts.hosts()
+        results = await asyncio.gather(*(self._host_stats(h, deadline_s) for h in hosts))
+        for h, stats in zip(hosts, results, strict=True):
+            if stats == "dead":
+                self.hosts.lost(h.actor_id)
+                self._wake_pool()
+            elif isinstance(stats, dict):
+                h.stats, h.pid, h.ready = stats, stats.get("pid"), True
+
+    async def _host_stats(self, h: Host, deadline_s: float) -> dict[str, Any] | str:
+        try:
+            return await asyncio.wait_for(h.handle.stats.remote(), deadline_s)
+        except (TimeoutError, GetTimeoutError):
+            return "timeout"  # loading its first model, or a busy node
+        except RayActorError:
+            return "dead"
 
     # -- warm pool -------------------------------------------------------------------------
     def _wake_pool(self) -> None:
@@ -367,6 +474,7 @@ class SessionRegistry:
             if self.draining is not None:
                 continue  # shutting down: no new spares
             try:
+                self._ensure_hosts()
                 self.pool.refill()
                 self._request_autoscaler_slots()
                 metrics.capacity(len(self.records), self.pool.summary()["nodes"])
@@ -399,10 +507,11 @@ class SessionRegistry:
                     await self._wake.wait()
 
     async def _ping_round(self) -> None:
-        for w in self.pool.set_nodes(await asyncio.to_thread(alive_node_slots)):
+        for w in self.pool.set_nodes(*await asyncio.to_thread(alive_nodes)):
             if w.session_id is not None:
                 self._reap(w.session_id, f"node {w.node_id[:12]} left the cluster")
         deadline = min(self.config.health_check_interval, 5.0)
+        await self._ping_hosts(deadline)
         workers = list(self.pool.workers.values())
         results = await asyncio.gather(*(self._ping(w, deadline) for w in workers))
         unresponsive = []

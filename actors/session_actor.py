@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -29,8 +28,12 @@ import ray
 
 from actors.hooks import run_retention_hook
 from actors.metrics import record_turn
+from actors.names import REGISTRY_NAME
 from actors.observability import ObservedSession
-from actors.stage_actors import RemoteSTT, RemoteTTS, placement, start_s2s_stage, start_stages
+from actors.profile import DEFAULT_S2S_PROVIDER, WorkerProfile
+from actors.stage_actors import placement
+from actors.stage_host import HostedSTT
+from actors.stage_placement import open_stt, open_tts, start_s2s_stage
 from backend.auth import retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
@@ -38,57 +41,17 @@ from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
-from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
-from pipelines.transports.webrtc_relay import WebRtcRelay
 from providers import resilience
 from providers.agents import build_agent
-from providers.backend import BackendProvider, TransportSpec
-from providers.base import VAD, S2sOptions
-from providers.registry import TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
+from providers.backend import TransportSpec
+from providers.base import STT, TTS, VAD, S2sOptions
+from providers.registry import S2S_PROVIDERS, TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)
 
-SESSION_RESOURCE = "voice_session"
-DEFAULT_S2S_PROVIDER = "local"  # s2s sessions on a backend configured without an s2s provider
 _MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class WorkerProfile:
-    """What a warm worker has loaded. A session can use any idle worker whose profile matches
-    the running config; a config change makes old workers drain out of the pool."""
-
-    stt_provider: str
-    tts_provider: str
-    vad_provider: str
-    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
-    stage_spares: bool = False  # a loaded spare of each stage (`actors/stage_failover.py`)
-
-    @classmethod
-    def from_config(cls, config: Config, stage_options: dict[str, dict[str, Any]]) -> WorkerProfile:
-        return cls(
-            config.stt_provider or "",
-            config.tts_provider or "",
-            config.vad_provider,
-            stage_options,
-            config.stage_spares,
-        )
-
-    @property
-    def key(self) -> str:
-        return json.dumps(
-            [
-                self.stt_provider,
-                self.tts_provider,
-                self.vad_provider,
-                self.stage_options,
-                self.stage_spares,
-            ],
-            sort_keys=True,
-            default=str,
-        )
 
 
 @dataclass
@@ -130,56 +93,89 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
     )
 
 
-def stage_options(provider: BackendProvider, config: Config) -> dict[str, dict[str, Any]]:
-    """Constructor options per stage provider: the backend provider's, then the config's."""
-    merged = {name: dict(values) for name, values in provider.stage_options().items()}
-    for name, values in config.stage_provider_config.items():
-        merged[name] = {**merged.get(name, {}), **values}
-    return merged
-
-
 def rss_mb() -> float:
     return psutil.Process().memory_info().rss / _MB
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SessionActor(ObservedSession):
-    def __init__(self, worker_name: str, profile: WorkerProfile, namespace: str) -> None:
+    def __init__(
+        self,
+        worker_name: str,
+        profile: WorkerProfile,
+        namespace: str,
+        hosts: dict[str, Any] | None = None,
+    ) -> None:
         self.worker_name = worker_name
+        self._hosts = hosts or {}  # the node's shared stage hosts, for `node` stages
         self.profile = profile
         self.namespace = namespace
         self.runtime: SessionRuntime | None = None
         self.session_id: str | None = None
         self.sessions_served = 0
         self._warm: asyncio.Task[dict[str, Any]] | None = None
-        self._stt: RemoteSTT | None = None
-        self._tts: RemoteTTS | None = None
+        self._stt: STT | None = None
+        self._tts: TTS | None = None
         self._vad: VAD | None = None
-        self._s2s: Any = None  # an s2s session's model stage (RemoteS2S), per session
+        self._s2s: Any = None  # an s2s session's model (a RemoteS2S, or inline), per session
         self.spec: SessionSpec | None = None
         # A transport terminated here: webrtc, or the one the backend provider names (LiveKit).
         self.media: MediaTransport | Any = None
 
     # -- pool lifecycle --------------------------------------------------------------------
     async def warm(self) -> dict[str, Any]:
-        """Start the stage actors and load every model (idempotent; concurrent calls share it)."""
+        """Open every stage where the profile places it and warm every model up (idempotent;
+        concurrent calls share it)."""
         if self._warm is None:
-            self._warm = asyncio.create_task(self._load())
+            self._warm = asyncio.create_task(self._load(self._hosts))
         return await asyncio.shield(self._warm)
 
-    async def _load(self) -> dict[str, Any]:
+    async def _load(self, hosts: dict[str, Any]) -> dict[str, Any]:
         p = self.profile
-        self._stt, self._tts, stages = await start_stages(
-            self.worker_name,
-            self.namespace,
-            p.stt_provider,
-            p.tts_provider,
-            p.stage_options,
-            spares=p.stage_spares,
+        opts, owner, ns = p.stage_options, self.worker_name, self.namespace
+        (self._stt, stt_at), (self._tts, tts_at) = await asyncio.gather(
+            open_stt(
+                p.placement("stt"),
+                owner,
+                ns,
+                p.stt_provider,
+                opts.get(p.stt_provider, {}),
+                p.stage_spares,
+                hosts.get("stt"),
+                self._host_failover("stt"),
+            ),
+            open_tts(
+                p.placement("tts"),
+                owner,
+                ns,
+                p.tts_provider,
+                opts.get(p.tts_provider, {}),
+                p.stage_spares,
+            ),
         )
-        self._stt.slot.on_failover = self._tts.slot.on_failover = self._stage_failover
+        for stage in (self._stt, self._tts):
+            if (slot := getattr(stage, "slot", None)) is not None:
+                slot.on_failover = self._stage_failover
         self._vad = VAD_PROVIDERS.create(p.vad_provider)  # for the first session
+        stages = {"stt": stt_at, "tts": tts_at}
         return {**placement(), "stages": stages, "worker": self.worker_name}
+
+    def _host_failover(self, kind: str) -> Any:
+        """How a `node` stage learns its host's successor: the registry promotes the node's
+        spare once for every call on the node."""
+
+        async def failover(dead: Any) -> tuple[Any, int | None]:
+            registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
+            node_id = ray.get_runtime_context().get_node_id()
+            host = await registry.stage_host_failover.remote(
+                node_id, self.profile.host_key(kind), dead._actor_id.hex()
+            )
+            if host is None:
+                raise BackendError(kind, ErrorCode.PIPELINE_ERROR, f"no {kind} host on this node")
+            _, at = await host.describe.remote()
+            return host, at.get("pid")
+
+        return failover
 
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
         """Bind this (warm or warming) worker to a session. Returns where it runs."""
@@ -208,11 +204,17 @@ class SessionActor(ObservedSession):
             if spec.pipeline_type == PipelineType.S2S.value:
                 # The warm worker holds STT/TTS stages; an s2s session adds its model's stage.
                 provider = config.s2s_provider or DEFAULT_S2S_PROVIDER
-                self._s2s, stages = await start_s2s_stage(
-                    spec.session_id, self.namespace, provider, spec.stage_options
-                )
-                where = {**where, "stages": stages}
-                self._s2s.actor.observe_session.remote(self._obs_stage_binding())
+                if self.profile.placement("s2s") == "inline":
+                    options = spec.stage_options.get(provider, {})
+                    self._s2s = await asyncio.to_thread(S2S_PROVIDERS.create, provider, **options)
+                    at = {"provider": provider, "placement": "inline", **placement()}
+                    where = {**where, "stages": {"s2s": at}}
+                else:
+                    self._s2s, stages = await start_s2s_stage(
+                        spec.session_id, self.namespace, provider, spec.stage_options
+                    )
+                    where = {**where, "stages": stages}
+                    self._s2s.actor.observe_session.remote(self._obs_stage_binding())
                 self.runtime = SessionRuntime(
                     **common,
                     s2s=self._s2s,
@@ -269,10 +271,10 @@ class SessionActor(ObservedSession):
         self.runtime.ctx.history.clear()
 
     async def _drop_s2s(self) -> None:
-        if self._s2s is not None:
+        s2s, self._s2s = self._s2s, None
+        if s2s is not None and hasattr(s2s, "actor"):
             with contextlib.suppress(Exception):
-                ray.kill(self._s2s.actor)
-            self._s2s = None
+                ray.kill(s2s.actor)
 
     async def close(self, reason: str = "closed") -> dict[str, Any]:
         """End the bound session; report what the registry needs to keep or recycle this worker."""
@@ -288,15 +290,18 @@ class SessionActor(ObservedSession):
         self.runtime, self.session_id, self.media, self.spec = None, None, None, None
         # Ready the next session here, off its critical path: fresh VAD state, no open utterance.
         self._vad = VAD_PROVIDERS.create(self.profile.vad_provider)
-        if self._stt is not None:
+        if isinstance(self._stt, HostedSTT):
+            await self._stt.release()  # what the call left open goes back to the node's pool
+        elif (actor := getattr(self._stt, "actor", None)) is not None:
             with contextlib.suppress(Exception):
-                await self._stt.actor.reset.remote()
+                await actor.reset.remote()
         return {"sessions_served": self.sessions_served, "memory_mb": await self.memory_mb()}
 
     async def memory_mb(self) -> float:
-        """Resident memory of this worker and its stage actors (what a leak would grow)."""
+        """Resident memory of this worker and its own stage actors (what a leak would grow);
+        a node's shared hosts are the registry's to watch."""
         total = rss_mb()
-        stages = [s.actor for s in (self._stt, self._tts) if s is not None]
+        stages = self._stage_actors()
         try:
             async with asyncio.timeout(2.0):
                 total += sum(await asyncio.gather(*(a.rss_mb.remote() for a in stages)))
@@ -308,8 +313,6 @@ class SessionActor(ObservedSession):
         """This session's timeout, retries and circuit breaker for the hosted calls made in
         this process (`providers/resilience.py`); breaker changes go to the registry, whose
         health turns `degraded` naming the provider while a breaker is open."""
-        from actors.registry import REGISTRY_NAME  # the registry module imports this one
-
         resilience.configure(
             RetryPolicy(
                 timeout_s=config.timeout,
@@ -356,7 +359,10 @@ class SessionActor(ObservedSession):
         return lambda turn: record_turn(turn, config.latency_target, tags)
 
     def _stage_actors(self) -> list[Any]:
-        return [s.actor for s in (self._stt, self._tts, self._s2s) if s is not None]
+        """The stage actors this worker owns (`session` placement): not inline stages, not
+        the node's shared hosts."""
+        stages = [s for s in (self._stt, self._tts) if not isinstance(s, HostedSTT)]
+        return [a for s in (*stages, self._s2s) if (a := getattr(s, "actor", None)) is not None]
 
     def _rt(self) -> SessionRuntime:
         if self.runtime is None:
@@ -387,6 +393,9 @@ class SessionActor(ObservedSession):
         An offer naming the call's `pc_id` renegotiates it (`restart`: on a new connection).
         `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC).
         `relay_to`: a bot's SmallWebRTC offer URL: the call is relayed to that bot."""
+        from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport  # ~40 MB: lazily
+        from pipelines.transports.webrtc_relay import WebRtcRelay
+
         rt = self._rt()
         assert self.spec is not None
         if self.spec.transport != "webrtc":
@@ -419,6 +428,8 @@ class SessionActor(ObservedSession):
     async def webrtc_candidates(self, pc_id: str, candidates: list[dict[str, Any]]) -> None:
         """ICE candidates the client trickles after its offer ({candidate, sdp_mid,
         sdp_mline_index} each)."""
+        from pipelines.transports.webrtc import WebRtcTransport
+
         if not isinstance(self.media, WebRtcTransport) or pc_id != self.media.pc_id:
             raise BackendError(
                 "webrtc.candidate", ErrorCode.SESSION_NOT_FOUND, f"pc_id: no call {pc_id!r} here"
@@ -432,8 +443,6 @@ class SessionActor(ObservedSession):
         """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
         slot, and exit this actor (which also ends its stage actors). The registry hands the
         record to the supervisor, which releases the provider's side, as for a reaped session."""
-        from actors.registry import REGISTRY_NAME  # the registry module imports this one
-
         session_id = self.session_id
         log.info("session %s: %s; ending the session", session_id, reason)
         # The session's last events (`closed`; Pipecat's `peerLeft`) go out to a peer still
@@ -479,7 +488,11 @@ class SessionActor(ObservedSession):
             "sessions_served": self.sessions_served,
             "pid": os.getpid(),
             "state": self.ping(),
-            "stages": {s.slot.kind: s.slot.state() for s in (self._stt, self._tts) if s},
+            "stages": {
+                s.slot.kind: s.slot.state()
+                for s in (self._stt, self._tts)
+                if getattr(s, "slot", None) is not None
+            },
         }
 
     def set_agent(self, callback: Any = None, instance: Any = None, spec: Any = None) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 import psutil
 import ray
 from ray.exceptions import RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.errors import as_backend_error
 from actors.observability import ObservedStage
@@ -187,12 +186,12 @@ class S2sStageActor(_Stage):
         return psutil.Process().memory_info().rss / 2**20
 
 
-class _RemoteSttStream(SttStream):
+class ReplayingSttStream(SttStream):
     """One utterance on the STT stage. The audio sent so far is kept (up to
     `MAX_REPLAY_BYTES`), so that if the stage dies mid-utterance the replacement hears it all
     again and the turn goes on as if nothing happened."""
 
-    def __init__(self, stt: RemoteSTT, utterance_id: int) -> None:
+    def __init__(self, stt: RemoteSTT, utterance_id: int | str) -> None:
         self._stt = stt
         self._id = utterance_id
         self._sent: list[bytes] = []
@@ -251,7 +250,7 @@ class RemoteSTT(STT):
         return self.slot.actor
 
     def stream(self) -> SttStream:
-        return _RemoteSttStream(self, next(self._ids))
+        return ReplayingSttStream(self, next(self._ids))
 
 
 class RemoteTTS(TTS):
@@ -349,72 +348,3 @@ class RemoteS2S(S2S):
     async def connect(self, options: S2sOptions) -> S2sSession:
         await self.actor.connect.remote(options)
         return _RemoteS2sSession(self.actor)
-
-
-def pinned_here(name: str, namespace: str) -> dict[str, Any]:
-    """Actor options that put a stage on the calling actor's own node, never elsewhere."""
-    node_id = ray.get_runtime_context().get_node_id()
-    return {
-        "name": name,
-        "namespace": namespace,
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-    }
-
-
-async def start_stages(
-    owner: str,
-    namespace: str,
-    stt_provider: str,
-    tts_provider: str,
-    stage_options: dict[str, dict[str, Any]],
-    spares: bool = False,
-) -> tuple[RemoteSTT, RemoteTTS, dict[str, dict[str, Any]]]:
-    """Start both stage actors of the worker `owner` in parallel on this node and wait until
-    their models are loaded. Returns the proxies and where each stage runs. With `spares`, a
-    spare of each then loads in the background (`actors/stage_failover.py`); spares are
-    unnamed (they take a name's place only by being swapped in) and die with their worker."""
-    stt_args = (stt_provider, stage_options.get(stt_provider, {}))
-    tts_args = (tts_provider, stage_options.get(tts_provider, {}))
-    # With spares, a dead stage is replaced by its spare, never restarted: a call finds it
-    # dead at once, where a restarting actor would hold the call for ~1 s.
-    restarts = {"max_restarts": 0 if spares else STAGE_MAX_RESTARTS}
-    stt_name, tts_name = (
-        pinned_here(f"{owner}/stt", namespace),
-        pinned_here(f"{owner}/tts", namespace),
-    )
-    stt_actor = SttStageActor.options(**stt_name, **restarts).remote(*stt_args)
-    tts_actor = TtsStageActor.options(**tts_name, **restarts).remote(*tts_args)
-    (stt_caps, stt_at), (tts_caps, tts_at) = await asyncio.gather(
-        stt_actor.describe.remote(), tts_actor.describe.remote()
-    )
-    here = {**{k: v for k, v in pinned_here("", namespace).items() if k != "name"}, **restarts}
-    stt_slot = StageSlot(
-        "stt",
-        stt_actor,
-        stt_at.get("pid"),
-        (lambda: SttStageActor.options(**here).remote(*stt_args)) if spares else None,
-    )
-    tts_slot = StageSlot(
-        "tts",
-        tts_actor,
-        tts_at.get("pid"),
-        (lambda: TtsStageActor.options(**here).remote(*tts_args)) if spares else None,
-    )
-    stt_slot.prepare_spare()
-    tts_slot.prepare_spare()
-    return (
-        RemoteSTT(stt_slot, stt_caps, stt_provider),
-        RemoteTTS(tts_slot, tts_caps, tts_provider),
-        {"stt": {"provider": stt_provider, **stt_at}, "tts": {"provider": tts_provider, **tts_at}},
-    )
-
-
-async def start_s2s_stage(
-    session_id: str, namespace: str, provider: str, stage_options: dict[str, dict[str, Any]]
-) -> tuple[RemoteS2S, dict[str, dict[str, Any]]]:
-    """Start the session's speech-to-speech stage on this node and wait until it is loaded."""
-    actor = S2sStageActor.options(**pinned_here(f"session:{session_id}/s2s", namespace)).remote(
-        provider, stage_options.get(provider, {})
-    )
-    caps, at = await actor.describe.remote()
-    return RemoteS2S(actor, caps, provider), {"s2s": {"provider": provider, **at}}

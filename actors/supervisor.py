@@ -21,8 +21,10 @@ from ray.exceptions import RayActorError
 from actors import metrics, observability
 from actors.errors import as_backend_error
 from actors.hooks import load_hook
-from actors.registry import REGISTRY_NAME, SessionRegistry
-from actors.session_actor import DEFAULT_S2S_PROVIDER, SessionSpec, stage_options
+from actors.names import REGISTRY_NAME
+from actors.profile import DEFAULT_S2S_PROVIDER, placements, stage_options
+from actors.registry import SessionRegistry
+from actors.session_actor import SessionSpec
 from actors.session_ref import SessionRef
 from backend import tracing
 from backend.auth import Credentials, Principal, authenticate, refuse_all
@@ -107,6 +109,7 @@ class Supervisor:
                 field="provider",
             )
         provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
+        _check_placements(config)
         if config.pipeline_type is PipelineType.STT_TTS:
             provider.check_stage_providers(config.stt_provider, config.tts_provider)
         applied = await self.registry.configure.remote(config.model_dump(mode="json"))
@@ -437,6 +440,16 @@ def webrtc_media(
         "ice_servers": ice_servers,
     }
     return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}
+
+
+def _check_placements(config: Config) -> None:
+    """A stage placed where it cannot run is refused by name when the config is applied; an
+    unknown provider is refused when a session needs it (as before placements existed)."""
+    try:
+        placements(config)
+    except BackendError as err:
+        if err.code is not ErrorCode.PROVIDER_NOT_FOUND:
+            raise
 
 
 def _replica_id() -> str | None:

@@ -23,12 +23,13 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.session_actor import SESSION_RESOURCE, SessionActor, WorkerProfile
+from actors.names import SESSION_RESOURCE, WORKER_PREFIX
+from actors.profile import WorkerProfile
+from actors.session_actor import SessionActor
 from backend.iface import Config
 
 log = logging.getLogger(__name__)
 
-WORKER_PREFIX = "worker:"
 WARM_FAILURE_BACKOFF_S = (1.0, 30.0)  # first and longest pause after a worker failed to load
 # A session's worker goes back to the pool when it ends, so under churn the pool would refill
 # and then overflow on every cycle. Spares may float up to twice the target (never into a slot
@@ -57,6 +58,11 @@ class WarmPool:
         self.namespace = namespace
         self.workers: dict[str, Worker] = {}
         self.slots: dict[str, int] = {}  # alive node id -> voice_session units
+        self.cpus: dict[str, float] = {}  # alive node id -> CPUs (for speech capacity)
+        self.cpu_share = 0.0  # CPU cores a call of the running profile declares (0: hosted)
+        self.load_threshold = 0.75
+        # The node's shared stage hosts a worker there needs (kind -> handle), for `warm`.
+        self.hosts_for: Any = lambda node_id: {}
         self.profile: WorkerProfile | None = None
         self.size = 0
         self.max_starting = 1
@@ -78,11 +84,16 @@ class WarmPool:
         self.max_starting = config.warm_pool_max_starting
         self.max_sessions = config.worker_max_sessions
         self.max_memory_mb = float(config.worker_max_memory_mb)
+        self.load_threshold = config.speech_load_threshold
         self.changed.set()
 
-    def set_nodes(self, slots: dict[str, int]) -> list[Worker]:
+    def set_nodes(
+        self, slots: dict[str, int], cpus: dict[str, float] | None = None
+    ) -> list[Worker]:
         """Adopt the alive nodes' slot counts; returns the workers lost with vanished nodes."""
         self.slots = {n: s for n, s in slots.items() if s > 0}
+        if cpus is not None:
+            self.cpus = dict(cpus)
         lost = [w for w in self.workers.values() if w.node_id not in slots]
         for w in lost:
             self._drop(w)
@@ -98,21 +109,45 @@ class WarmPool:
         current = self.profile.key if self.profile is not None else None
         return w.session_id is None and w.profile_key == current
 
-    def node_usage(self, node_id: str) -> dict[str, int]:
+    def speech_capacity(self, node_id: str) -> int | None:
+        """Calls of the running profile this node's CPUs can serve in time (None: no limit, the
+        stages are hosted elsewhere). Like LiveKit's `load_threshold`, but declared per call
+        (the provider's `cpu_cores_per_call`), so a refusal comes before the node is slow."""
+        if self.cpu_share <= 0 or self.load_threshold <= 0:
+            return None
+        cpus = self.cpus.get(node_id, 0.0)
+        return max(0, int(cpus * self.load_threshold / self.cpu_share + 1e-9))
+
+    def node_usage(self, node_id: str) -> dict[str, Any]:
         on = self._on(node_id)
         bound = sum(1 for w in on if w.session_id is not None)
         spare = [w for w in on if self._is_spare(w)]
         other = len(on) - bound - len(spare)
         slots = self.slots.get(node_id, 0)
+        free = max(0, slots - bound - other)
+        speech = self.speech_capacity(node_id)
+        if speech is not None:
+            free = min(free, max(0, speech - bound))
         return {
             "slots": slots,
             "sessions": bound,
             "idle": sum(1 for w in spare if w.ready),
             "warming": sum(1 for w in spare if not w.ready),
             "draining": other,
-            "free": max(0, slots - bound - other),  # sessions it can still take
+            "free": free,  # sessions it can still take
             "starting": sum(1 for w in on if not w.ready),
+            "speech_capacity": speech,
+            "cpus": self.cpus.get(node_id, 0.0),
         }
+
+    def speech_full(self) -> bool:
+        """Every node's speech capacity is in use while session slots remain."""
+        usage = [self.node_usage(n) for n in self.slots]
+        return (
+            bool(usage)
+            and all(u["speech_capacity"] is not None and u["free"] == 0 for u in usage)
+            and any(u["sessions"] + u["draining"] < u["slots"] for u in usage)
+        )
 
     def target(self, node_id: str) -> int:
         u = self.node_usage(node_id)
@@ -126,6 +161,14 @@ class WarmPool:
 
     def total_slots(self) -> int:
         return sum(self.slots.values())
+
+    def total_capacity(self) -> int:
+        """Sessions the cluster can hold: slots, bounded per node by its speech capacity."""
+        total = 0
+        for n, slots in self.slots.items():
+            speech = self.speech_capacity(n)
+            total += slots if speech is None else min(slots, speech)
+        return total
 
     def summary(self) -> dict[str, Any]:
         nodes = {n: self.node_usage(n) for n in sorted(self.slots)}
@@ -248,7 +291,7 @@ class WarmPool:
             namespace=self.namespace,
             resources={SESSION_RESOURCE: 1},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(name, self.profile, self.namespace)
+        ).remote(name, self.profile, self.namespace, self.hosts_for(node_id))
         w = Worker(name=name, handle=handle, node_id=node_id, profile_key=self.profile.key)
         self.workers[name] = w
         self.stats["started"] += 1

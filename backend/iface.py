@@ -92,6 +92,9 @@ class _Model(BaseModel):
         return cls(**data)
 
 
+StagePlacement = Literal["auto", "inline", "node", "session"]
+
+
 class Config(_Model):
     """Backend configuration; field names and defaults follow the seed's `iface.Config`."""
 
@@ -166,6 +169,16 @@ class Config(_Model):
     # from a stage whose process died in a fraction of Ray's ~1 s restart; it costs two more
     # processes per worker, so it is off by default.
     stage_spares: bool = False
+    # Where each stage runs (README "Stage placement"): `inline` in the session's own process,
+    # `node` in one shared stage host per node and model, `session` in the session's own pinned
+    # stage actor (isolation). `auto`: what the stage's provider declares (heavy local models
+    # `node`, network clients and cheap local synthesis `inline`).
+    stt_placement: StagePlacement = "auto"
+    tts_placement: StagePlacement = "auto"
+    s2s_placement: StagePlacement = "auto"
+    # Load-aware admission: a node admits local-model calls only while their declared CPU share
+    # (the provider's `cpu_cores_per_call`) stays within this fraction of its CPUs; 0: no limit.
+    speech_load_threshold: float = Field(default=0.75, ge=0.0, le=100.0)
     # Shutting the backend down: admission stops, live calls get this long to end on their
     # own, then they are closed with the reason "drain timeout".
     drain_timeout: float = Field(default=30.0, ge=0.0, le=3600.0, description="seconds")

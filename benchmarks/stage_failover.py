@@ -41,17 +41,12 @@ class Harness:
         self.n = 0
 
     async def start(self, spares: bool) -> None:
-        from actors.stage_actors import start_stages
+        from actors.stage_placement import open_session_stage
 
         self.n += 1
-        self.stt, self.tts, _ = await start_stages(
-            f"bench-{os.getpid()}-{self.n}",
-            NAMESPACE,
-            "pocketsphinx",
-            "espeak",
-            {},
-            spares=spares,
-        )
+        owner = f"bench-{os.getpid()}-{self.n}"
+        self.stt, _ = await open_session_stage("stt", owner, NAMESPACE, "pocketsphinx", {}, spares)
+        self.tts, _ = await open_session_stage("tts", owner, NAMESPACE, "espeak", {}, spares)
         await self.tts.begin_turn(1)
 
     async def spares_ready(self) -> bool:

@@ -39,6 +39,8 @@ _UNPACED_S = 3600.0  # playout lead that never makes the inner pipeline wait
 
 class LocalS2S(S2S):
     name = "local"
+    placement = "session"  # it loads its own recogniser: isolated, as its own process
+    cpu_cores_per_call = 0.25
     capabilities = S2sCapabilities(sample_rate_hz=_RATE_HZ, server_turn_detection=True)
 
     def __init__(

@@ -14,6 +14,10 @@ from typing import Any, Literal
 
 from providers.retry import RetryPolicy
 
+# Where a stage runs by default (Config.*_placement "auto"): "inline" in the session's process,
+# "node" in a stage host shared by the node's sessions, "session" in a sub-actor of its own.
+Placement = Literal["inline", "node", "session"]
+
 
 @dataclass(frozen=True, slots=True)
 class SttCapabilities:
@@ -37,6 +41,10 @@ class SttStream(ABC):
 class STT(ABC):
     name: str = "stt"
     capabilities: SttCapabilities
+    placement: Placement = "inline"  # a network client: one more hop would only add latency
+    # CPU cores one talking call costs here (local models); admission keeps a node's calls within
+    # `Config.speech_load_threshold` of its CPUs. 0: the work happens elsewhere (hosted).
+    cpu_cores_per_call: float = 0.0
 
     @abstractmethod
     def stream(self) -> SttStream: ...
@@ -65,6 +73,8 @@ class TtsCapabilities:
 class TTS(ABC):
     name: str = "tts"
     capabilities: TtsCapabilities
+    placement: Placement = "inline"
+    cpu_cores_per_call: float = 0.0
 
     @abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
@@ -211,6 +221,8 @@ class S2sSession(ABC):
 class S2S(ABC):
     name: str = "s2s"
     capabilities: S2sCapabilities
+    placement: Placement = "inline"
+    cpu_cores_per_call: float = 0.0
 
     @abstractmethod
     async def connect(self, options: S2sOptions) -> S2sSession: ...

@@ -84,10 +84,21 @@ def ray_cluster() -> Iterator[None]:
     ray.shutdown()
 
 
+# Every stage in a pinned actor of the session's own (the isolation placement), for the tests of
+# per-session stage processes; the defaults put pocketsphinx in the node's host, espeak inline.
+SESSION_STAGES = {"stt_placement": "session", "tts_placement": "session"}
+
+
 def make_config(**overrides: Any) -> Any:
     from backend.iface import Config
 
-    values: dict[str, Any] = {"max_concurrent_sessions": TEST_CAP, "health_check_interval": 1.0}
+    values: dict[str, Any] = {
+        "max_concurrent_sessions": TEST_CAP,
+        "health_check_interval": 1.0,
+        # The suite holds up to TEST_CAP mostly silent calls on a 2-core node; speech admission
+        # (the default 0.75 admits 6 talking local calls there) has tests of its own.
+        "speech_load_threshold": 4.0,
+    }
     return Config(**{**values, **overrides})
 
 

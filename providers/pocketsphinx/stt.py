@@ -81,6 +81,8 @@ class PocketsphinxStream(SttStream):
 
 class PocketsphinxSTT(STT):
     name = "pocketsphinx"
+    placement = "node"  # ~90 MB of model per decoder: shared by a node's calls, not one each
+    cpu_cores_per_call = 0.25  # a talking call's decode share (benchmarks/voice_latency.py)
     capabilities = SttCapabilities(streaming=True, sample_rate_hz=_RATE_HZ)
 
     def __init__(

@@ -20,7 +20,7 @@ import ray
 import serve_app
 from backend.errors import BackendError, ErrorCode
 from backend.http_client import HttpClient
-from tests.conftest import make_config, speak, wait_for
+from tests.conftest import SESSION_STAGES, make_config, speak, wait_for
 from tests.e2e.live_call import Call
 from tests.providers.test_resilience import Endpoint
 
@@ -47,7 +47,7 @@ async def hello() -> bytes:
 
 
 async def start_call(backend: Any, base_url: str, spares: bool, **fields: Any) -> Any:
-    await backend.update_config(make_config(stage_spares=spares))
+    await backend.update_config(make_config(stage_spares=spares, **SESSION_STAGES))
     client = HttpClient(base_url)
     session = await client.create_session(user_id="faulty", **fields)
     if spares:

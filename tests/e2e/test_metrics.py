@@ -143,7 +143,9 @@ async def test_a_stage_process_killed_and_restarted_by_ray_is_counted(backend: A
     import signal
 
     from backend.iface import SessionConfig
+    from tests.conftest import SESSION_STAGES, make_config
 
+    await backend.update_config(make_config(**SESSION_STAGES))  # a stage actor of its own
     sess = await backend.create_session(SessionConfig(user_id="restart", agent={"type": "echo"}))
     stt_pid = sess.info["stages"]["stt"]["pid"]
     before = total(await scrape(), "ray_backend_stage_restarts_total", stage="stt")

@@ -13,7 +13,7 @@ import pytest
 
 from backend.errors import BackendError
 from backend.iface import SessionConfig
-from tests.conftest import make_config, wait_for
+from tests.conftest import SESSION_STAGES, make_config, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -48,7 +48,8 @@ def json_lines(pid: int, session_id: str) -> list[dict[str, Any]]:
 async def test_session_actors_are_named_for_their_session_and_log_json(
     backend: Any, base_url: str
 ) -> None:
-    await backend.update_config(make_config(enable_structured_logging=True))
+    # Stages in processes of their own (the `session` placement), each named for the call.
+    await backend.update_config(make_config(enable_structured_logging=True, **SESSION_STAGES))
     sess = await backend.create_session(SessionConfig(user_id="named-user", agent={"type": "echo"}))
     sid, info = sess.id, sess.info
     worker = info["worker"]

@@ -169,15 +169,18 @@ async def test_capacity_burst_never_overshoots_and_leaves_nothing(backend: Any) 
     assert "3 of 3" in errors[0].message
     assert (await backend.health_check()).details["active_sessions"] == 3
     names = set(worker_actor_names())
-    workers = set()
-    for s in sessions:  # each session: its own worker, whose stages run on the worker's node
+    workers, stt_hosts = set(), set()
+    for s in sessions:  # each session: one process of its own; the node's STT host is shared
         info = (await backend.get_session(s.id)).info
         w = info["worker"]
         workers.add(w)
-        assert {w, f"{w}/stt", f"{w}/tts"} <= names
-        assert {info["stages"][stage]["node_id"] for stage in ("stt", "tts")} == {info["node_id"]}
-        assert len({info["pid"], info["stages"]["stt"]["pid"], info["stages"]["tts"]["pid"]}) == 3
-    assert len(workers) == 3
+        assert w in names and f"{w}/stt" not in names and f"{w}/tts" not in names
+        stages = info["stages"]
+        assert {stages[stage]["node_id"] for stage in ("stt", "tts")} == {info["node_id"]}
+        assert stages["stt"]["placement"] == "node" and stages["tts"]["placement"] == "inline"
+        assert stages["tts"]["pid"] == info["pid"] != stages["stt"]["pid"]
+        stt_hosts.add(stages["stt"]["pid"])
+    assert len(workers) == 3 and len(stt_hosts) == 1
 
     for s in sessions:
         await backend.close_session(s.id)
