@@ -30,12 +30,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import vapi_bridge
 from actors.errors import as_backend_error
+from actors.media import CLOSE_SESSION_ERROR, ActorPort, RelayLimits, StarletteSocket, relay
 from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
 from actors.observability import observe_handle, observe_http
 from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
 from actors.webhooks import apply_webhook
-from actors.websocket_relay import CLOSE_SESSION_ERROR, RelayLimits, relay
 from backend.auth import (
     Principal,
     check_acting_user,
@@ -461,7 +461,7 @@ class VoiceIngress:
                 with contextlib.suppress(BackendError):
                     await self.sup.close_session(session_id, reason)
 
-            await relay(ws, actor, codec, limits, on_stall)
+            await relay(StarletteSocket(ws), ActorPort(actor), codec, limits, on_stall)
 
     # -- LiveKit webhooks (provider livekit; signature checked with the API secret) ---------
     @api.post(

@@ -14,7 +14,7 @@ from typing import Any
 import websockets
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.websocket_relay import CLOSE_NORMAL, CLOSE_SESSION_ERROR
+from actors.media.relay import CLOSE_NORMAL, CLOSE_SESSION_ERROR
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""The websocket transport: client frames ⇄ a session actor, through the ingress.
+"""The websocket relay: a client's frames ⇄ its session, over any `MediaSocket` and `SessionPort`.
 
-Two loops per connection. Inbound, frames are coalesced: while one `push_audio` call is in
-flight, the next frames queue and go together in the following call, so a session costs one
-actor call per frame when idle and fewer under load. Outbound, one long-poll at a time takes
-everything queued (audio as binary frames, events as JSON text). No loop ever spins.
+Two loops per connection. Inbound, a port that `batches` (a remote session actor) gets frames
+coalesced: while one push is in flight the next frames queue and go together in the following
+one, so a session costs one call per frame when idle and fewer under load; a local port gets each
+frame as it is read. Outbound, one long-poll at a time takes everything queued (audio as binary
+frames, events as JSON text). No loop ever spins.
 """
 
 from __future__ import annotations
@@ -17,31 +18,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-
 from actors import metrics
 from actors.errors import as_backend_error
+from actors.media.ports import SessionPort
+from actors.media.sockets import CLOSE_GOING_AWAY, ClientLeft, MediaSocket
 from providers.wire import Outgoing, WireCodec
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10.0
 MAX_FRAMES_PER_CALL = 64
+FAREWELL_TIMEOUT_S = 5.0  # a detached client that does not read is not waited for longer
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_SESSION_ERROR = 1011
 MAX_TEXT_BYTES = 4096  # control messages are tiny JSON
 _closing: set[asyncio.Future[Any]] = set()  # stalled sessions being closed (kept from GC)
 
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_SESSION_ERROR"]
+
 
 @dataclass(frozen=True)
 class RelayLimits:
     """What one connection may cost. Inbound: frames over `max_frame_bytes` are refused with an
-    error event, and at most `max_queued_frames` wait for the session (then the relay stops
-    reading, and TCP slows the client down). Outbound: reply audio goes out at most `ahead_s`
-    ahead of real time, so a client that does not read cannot make the ingress buffer more than
-    that; the rest waits in the session's bounded outbox."""
+    error event, and at most `max_queued_frames` wait for a batching session (then the relay
+    stops reading, and TCP slows the client down; a local session is pushed each frame before
+    the next is read). Outbound: reply audio goes out at most `ahead_s` ahead of real time, so a
+    client that does not read cannot make the relay buffer more than that; the rest waits in
+    the session's bounded outbox."""
 
     max_frame_bytes: int = 256 * 1024
     max_queued_frames: int = 256
@@ -72,30 +76,41 @@ class _Pacer:
 
 
 async def relay(
-    ws: WebSocket,
-    actor: Any,
+    ws: MediaSocket,
+    port: SessionPort,
     codec: WireCodec | None = None,
     limits: RelayLimits | None = None,
     on_stall: Callable[[str], Awaitable[Any]] | None = None,
+    detached: asyncio.Future[str] | None = None,
 ) -> None:
     """Run until the client leaves or the session closes; the session itself stays alive when
     the client disconnects (it may reconnect) — closing it is `DELETE /v1/sessions/{id}`.
 
     `codec`: another ecosystem's wire format (the session's provider picks it); None is the
-    native protocol. `on_stall(reason)` closes the session of a stalled client."""
+    native protocol. `on_stall(reason)` closes the session of a stalled client. `detached`:
+    once it has a result (a reason), the session no longer takes this connection: the client
+    gets the session's last events and a `closed` event, and the websocket closes."""
     limits = limits or RelayLimits()
     stalled: list[str] = []  # the reason, once the client is found stalled
-    await actor.start_media.remote()
-    inbound: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=limits.max_queued_frames)
-    if codec is not None:
-        await _send_all(ws, codec.on_connect())
-    tasks = [
-        asyncio.create_task(_receive(ws, inbound, codec, limits, on_stall, stalled)),
-        asyncio.create_task(_push(actor, inbound)),
-        asyncio.create_task(_send(ws, actor, codec, limits)),
-    ]
     reason = ""  # the session's close reason, also given as the websocket's
+    tasks: list[asyncio.Task[Any]] = []
+    stop: asyncio.Task[str] | None = None
     try:
+        await port.start_media()
+        inbound: asyncio.Queue[bytes] | None = None
+        if port.batches:
+            inbound = asyncio.Queue(maxsize=limits.max_queued_frames)
+        if codec is not None:
+            await _send_all(ws, codec.on_connect())
+        tasks = [
+            asyncio.create_task(_receive(ws, port, inbound, codec, limits, on_stall, stalled)),
+            asyncio.create_task(_send(ws, port, codec, limits)),
+        ]
+        if inbound is not None:
+            tasks.append(asyncio.create_task(_push(port, inbound)))
+        if detached is not None:
+            stop = asyncio.create_task(_wait(detached))
+            tasks.append(stop)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
             if t.cancelled():
@@ -103,7 +118,7 @@ async def relay(
             if (exc := t.exception()) is not None:
                 raise exc
             reason = t.result() or reason
-    except WebSocketDisconnect as gone:
+    except ClientLeft as gone:
         log.info("websocket client left (code %s)", gone.code)
     except Exception as exc:  # tell the client, never a stack trace
         if stalled:  # the session was closed under the send loop: say why, not what broke
@@ -119,22 +134,54 @@ async def relay(
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        if stop is not None and stop.done() and not stop.cancelled() and not ws.closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FAREWELL_TIMEOUT_S):
+                    await _farewell(ws, port, codec, reason)
         await _close(ws, CLOSE_NORMAL, reason=reason)
 
 
+async def _wait(detached: asyncio.Future[str]) -> str:
+    return await asyncio.shield(detached)
+
+
+async def _farewell(
+    ws: MediaSocket, port: SessionPort, codec: WireCodec | None, reason: str
+) -> None:
+    """The events still queued (the session's own `closed` event among them, if it has closed;
+    audio is dropped), then a `closed` event if the session sent none."""
+    out: dict[str, Any] = {"items": []}
+    with contextlib.suppress(Exception):
+        out = await port.poll(False, True, 0.0, None)
+    events = [payload for kind, payload in out["items"] if kind == "event"]
+    if not any(e.get("type") == "closed" for e in events):
+        events.append({"type": "closed", "reason": reason})
+    for event in events:
+        await _emit(ws, codec, "event", event)
+
+
 async def _receive(
-    ws: WebSocket,
-    inbound: asyncio.Queue[bytes | None],
+    ws: MediaSocket,
+    port: SessionPort,
+    inbound: asyncio.Queue[bytes] | None,
     codec: WireCodec | None,
     limits: RelayLimits,
     on_stall: Callable[[str], Awaitable[Any]] | None = None,
     stalled: list[str] | None = None,
 ) -> None:
     stall_s = limits.stall_timeout_s if codec is None and on_stall is not None else None
+
+    async def deliver(pcm: bytes) -> None:
+        if inbound is not None:
+            await inbound.put(pcm)  # a full queue stops reading: TCP slows the client down
+            return
+        await port.push_audio([pcm])  # bad frames come back as events on the outbound stream
+        metrics.audio_bytes("in", len(pcm))
+
     while True:
         try:
             async with asyncio.timeout(stall_s):
-                msg = await ws.receive()
+                data = await ws.receive()
         except TimeoutError:
             assert on_stall is not None
             reason = f"client stalled: nothing received for {stall_s:g} s"
@@ -146,9 +193,6 @@ async def _receive(
             closing.add_done_callback(_closing.discard)
             await asyncio.shield(closing)  # the session's `closed` event ends the send loop
             await asyncio.Event().wait()  # the send loop finishes the connection
-        if msg["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(msg.get("code", CLOSE_GOING_AWAY))
-        data = msg["bytes"] if msg.get("bytes") is not None else msg.get("text") or ""
         limit = limits.max_frame_bytes if isinstance(data, bytes) else MAX_TEXT_BYTES
         if len(data) > limit:  # refused before it is decoded, queued or sent anywhere
             await _error(
@@ -160,21 +204,21 @@ async def _receive(
         if codec is not None:
             decoded = codec.decode(data)
             for pcm in decoded.audio:
-                await inbound.put(pcm)
+                await deliver(pcm)
             await _send_all(ws, decoded.replies)
             if decoded.close:  # the client ended the conversation
                 return
         elif isinstance(data, bytes):
-            await inbound.put(data)  # a full queue stops reading: TCP slows the client down
+            await deliver(data)
         else:
             await _control(ws, data)
 
 
-async def _error(ws: WebSocket, message: str) -> None:
+async def _error(ws: MediaSocket, message: str) -> None:
     await ws.send_text(json.dumps({"type": "error", "code": "invalid_format", "message": message}))
 
 
-async def _control(ws: WebSocket, text: str) -> None:
+async def _control(ws: MediaSocket, text: str) -> None:
     """Text frames are control messages; only `{"type": "ping"}` exists so far."""
     try:
         kind = json.loads(text).get("type")
@@ -195,46 +239,50 @@ async def _control(ws: WebSocket, text: str) -> None:
     )
 
 
-async def _push(actor: Any, inbound: asyncio.Queue[bytes | None]) -> None:
+async def _push(port: SessionPort, inbound: asyncio.Queue[bytes]) -> None:
     while True:
         frames = [await inbound.get()]
         while not inbound.empty() and len(frames) < MAX_FRAMES_PER_CALL:
             frames.append(inbound.get_nowait())
         # Errors for bad frames come back as events on the outbound stream as well.
-        await actor.push_audio.remote([f for f in frames if f is not None])
-        metrics.audio_bytes("in", sum(len(f) for f in frames if f is not None))
+        await port.push_audio(frames)
+        metrics.audio_bytes("in", sum(len(f) for f in frames))
 
 
-async def _send(ws: WebSocket, actor: Any, codec: WireCodec | None, limits: RelayLimits) -> str:
+async def _send(
+    ws: MediaSocket, port: SessionPort, codec: WireCodec | None, limits: RelayLimits
+) -> str:
     """Returns the session's close reason once it has closed."""
     reason = "closed"
     pacer = _Pacer(limits.output_bytes_per_s, limits.ahead_s)
     while True:
         budget = pacer.budget()
         wait_s = POLL_TIMEOUT_S if budget > 0 else min(POLL_TIMEOUT_S, pacer.refill_s())
-        out = await actor.poll.remote(True, True, wait_s, max(0, budget))
+        out = await port.poll(True, True, wait_s, max(0, budget))
         if not out["items"] and not out["closed"] and budget <= 0:
             await asyncio.sleep(pacer.refill_s())  # audio is held back: wait for its time
         metrics.audio_bytes("out", sum(len(p) for kind, p in out["items"] if kind == "audio"))
         for kind, payload in out["items"]:
             if kind == "audio":
                 pacer.spent(len(payload))
-            if codec is not None:
-                wire = (
-                    codec.encode_audio(payload) if kind == "audio" else codec.encode_event(payload)
-                )
-                await _send_all(ws, wire)
-            elif kind == "audio":
-                await ws.send_bytes(payload)
-            else:
-                await ws.send_text(json.dumps(payload))
-                if payload.get("type") == "closed":
-                    reason = str(payload.get("reason") or reason)
+            await _emit(ws, codec, kind, payload)
+            if codec is None and kind != "audio" and payload.get("type") == "closed":
+                reason = str(payload.get("reason") or reason)
         if out["closed"]:
             return reason
 
 
-async def _send_all(ws: WebSocket, messages: list[Outgoing]) -> None:
+async def _emit(ws: MediaSocket, codec: WireCodec | None, kind: str, payload: Any) -> None:
+    if codec is not None:
+        wire = codec.encode_audio(payload) if kind == "audio" else codec.encode_event(payload)
+        await _send_all(ws, wire)
+    elif kind == "audio":
+        await ws.send_bytes(payload)
+    else:
+        await ws.send_text(json.dumps(payload))
+
+
+async def _send_all(ws: MediaSocket, messages: list[Outgoing]) -> None:
     for m in messages:
         if isinstance(m, bytes):
             await ws.send_bytes(m)
@@ -243,11 +291,12 @@ async def _send_all(ws: WebSocket, messages: list[Outgoing]) -> None:
 
 
 async def _close(
-    ws: WebSocket, code: int, event: dict[str, Any] | None = None, reason: str = ""
+    ws: MediaSocket, code: int, event: dict[str, Any] | None = None, reason: str = ""
 ) -> None:
-    if ws.application_state is WebSocketState.DISCONNECTED:
+    if ws.closed:
         return
     with contextlib.suppress(Exception):
         if event is not None:
             await ws.send_text(json.dumps(event))
-        await ws.close(code, reason[:120])  # a close reason is at most 123 bytes
+        # A close reason is at most 123 bytes of UTF-8.
+        await ws.close(code, reason.encode()[:120].decode(errors="ignore"))
