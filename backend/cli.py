@@ -28,7 +28,7 @@ import soxr
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from backend.cli_report import call_report, console, err_console, health_report, sessions_table
-from backend.config_file import load_config
+from backend.config_file import CLIENT_API_KEY_ENV, load_config
 from backend.errors import BackendError
 from backend.http_client import HttpClient
 from backend.iface import Config
@@ -66,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     def api_key(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--api-key",
-            default=os.environ.get("VOICE_BACKEND_API_KEY"),
+            default=os.environ.get(CLIENT_API_KEY_ENV),
             help="control-plane API key, when the backend has api_keys "
-            "(default: VOICE_BACKEND_API_KEY)",
+            f"(default: {CLIENT_API_KEY_ENV})",
         )
 
     server(sub.add_parser("serve", help="run the backend until Ctrl-C / SIGTERM"))

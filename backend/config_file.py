@@ -20,6 +20,10 @@ from backend.errors import BackendError, ErrorCode
 from backend.iface import Config
 
 ENV_PREFIX = "VOICE_BACKEND_"
+# The CLI's own key for calling a secured backend: it shares the prefix but belongs to the client,
+# so a shell that exports it must still be able to start the server.
+CLIENT_API_KEY_ENV = "VOICE_BACKEND_API_KEY"
+CLIENT_VARIABLES = frozenset({CLIENT_API_KEY_ENV})
 _OP = "config.load"
 
 
@@ -47,11 +51,11 @@ def read_file(path: Path | str) -> dict[str, Any]:
 
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
     """`VOICE_BACKEND_MAX_CONCURRENT_SESSIONS=5` → {"max_concurrent_sessions": "5"}; dict fields
-    (`provider_config`, `stage_provider_config`) are JSON."""
+    (`provider_config`, `stage_provider_config`) are JSON. The client's variables are not ours."""
     fields = Config.model_fields
     out: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in CLIENT_VARIABLES:
             continue
         name = key.removeprefix(ENV_PREFIX).lower()
         if name not in fields:

@@ -146,6 +146,20 @@ def write(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the file-only backend, or None (and a note) where it is missing:
+    a benchmark's figures stay in its JSON either way."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return None
+    return plt
+
+
 def table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header, *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

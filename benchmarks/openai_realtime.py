@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import pyplot
 from providers.base import S2sOptions
 from providers.openai.realtime import OpenAIRealtimeS2S, OpenAIRealtimeSession
 from providers.retry import RetryPolicy
@@ -96,6 +97,33 @@ async def main() -> None:
         await session.aclose()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "openai_realtime.json").write_text(json.dumps(report, indent=2))
+    plot(report)
+
+
+def plot(report: dict[str, Any]) -> None:
+    """Reconnect time (median and max) by how many conversation items the new session carries."""
+    plt = pyplot()
+    if plt is None:
+        return
+    rows = report["reconnect_ms"]
+    items = list(rows)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(items, [rows[i]["median"] for i in items], label="median")
+    ax.plot(items, [rows[i]["max"] for i in items], "k_", markersize=24, label="max")
+    delay = next(iter(rows.values()))["retry_delay_s"] * 1000
+    ax.axhline(delay, color="grey", linestyle=":", label=f"first retry delay ({delay:g} ms)")
+    batch = report["streaming_100ms_batch"]
+    ax.set_xlabel("conversation items carried to the new session")
+    ax.set_ylabel("ms")
+    ax.set_title(
+        "OpenAI Realtime (loopback fake): reconnect time\n"
+        f"100 ms audio batch: encode {batch['encode_us']} µs, send p50 {batch['send_p50_us']} µs",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "openai_realtime.png", dpi=120)
+    plt.close(fig)
 
 
 async def _drain(session: OpenAIRealtimeSession) -> None:

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import pyplot
+
 LOOPBACK = ["127.0.0.1"]
 LOUD_RMS = 300.0
 RATE = 16000
@@ -157,7 +159,41 @@ async def run(turns: int, out_dir: Path) -> dict[str, Any]:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "webrtc_vs_websocket.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out_dir)
     return report
+
+
+def plot(report: dict[str, Any], out_dir: Path) -> None:
+    """Every turn's voice-to-voice latency per transport, at the client and at the server."""
+    plt = pyplot()
+    if plt is None:
+        return
+    transports = list(report["turns"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for offset, key, label in (
+        (-0.18, "client_voice_to_voice_ms", "client"),
+        (0.18, "server_voice_to_voice_ms", "server"),
+    ):
+        data = [
+            [t[key] for t in report["turns"][name] if t.get(key) is not None] for name in transports
+        ]
+        box = ax.boxplot(
+            data,
+            positions=[i + offset for i in range(len(transports))],
+            widths=0.3,
+            patch_artist=True,
+        )
+        colour = "tab:blue" if label == "client" else "tab:orange"
+        for patch in box["boxes"]:
+            patch.set_facecolor(colour)
+        ax.plot([], [], "s", color=colour, label=f"{label} voice-to-voice")
+    ax.set_xticks(range(len(transports)), transports)
+    ax.set_ylabel("ms")
+    ax.set_title(f"WebRTC vs websocket: voice-to-voice per turn ({report['phrase']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "webrtc_vs_websocket.png", dpi=120)
+    plt.close(fig)
 
 
 def print_table(report: dict[str, Any]) -> None:

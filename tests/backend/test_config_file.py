@@ -3,6 +3,7 @@ values named with where they came from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,55 @@ def test_unreadable_and_unknown_files(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(BackendError, match="mapping"):
         load_config(bad, env={})
+
+
+# Every variable the README or the CLI documents, with a value a user would export. Client-side
+# and Ray's own variables share the server's shell, so none of them may stop it from starting.
+DOCUMENTED_ENV = {
+    "VOICE_BACKEND_API_KEY": "client-key-0123456789abcdef",  # the CLI's, for a secured backend
+    "VOICE_BACKEND_API_KEYS": "server-key-0123456789abcdef=alice",
+    "VOICE_BACKEND_MAX_CONCURRENT_SESSIONS": "50",
+    "RAY_ADDRESS": "127.0.0.1:6379",
+    "RAY_OVERRIDE_RESOURCES": '{"voice_session": 100}',
+    "LIVEKIT_URL": "ws://127.0.0.1:7880",
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces",
+    "VOICE_INGRESS_REPLICAS": "2",
+    "VOICE_INGRESS_ON_HEAD": "1",
+    "VOICE_RAY_DASHBOARD": "0",
+    "VOICE_CACHE_DIR": "/tmp/voice-cache",
+}
+
+
+def test_every_variable_the_readme_names_is_covered() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    named = set(re.findall(r"\b((?:VOICE|RAY|LIVEKIT|OTEL)_[A-Z_]*[A-Z])\b", readme))
+    named.discard("VOICE_BACKEND")  # the prefix of `VOICE_BACKEND_<FIELD>`
+    assert named <= DOCUMENTED_ENV.keys(), named - DOCUMENTED_ENV.keys()
+
+
+@pytest.mark.parametrize("names", [[name] for name in DOCUMENTED_ENV] + [list(DOCUMENTED_ENV)])
+def test_documented_variables_never_stop_the_server_from_starting(
+    monkeypatch: pytest.MonkeyPatch, names: list[str]
+) -> None:
+    """What `voice-backend serve` and `serve run serve_app:build_app` read before Ray starts."""
+    from backend import cli
+
+    monkeypatch.delenv("RAY_OVERRIDE_RESOURCES", raising=False)  # build_app may set it
+    for name in names:
+        monkeypatch.setenv(name, DOCUMENTED_ENV[name])
+    config = cli._config(cli._parser().parse_args(["serve"]))
+    if "VOICE_BACKEND_MAX_CONCURRENT_SESSIONS" in names:
+        assert config.max_concurrent_sessions == 50
+    assert bool(config.api_keys) == ("VOICE_BACKEND_API_KEYS" in names)
+
+    import serve_app
+
+    assert serve_app.build_app({}) is not None
+
+
+def test_the_clients_api_key_is_not_a_server_field() -> None:
+    cfg = load_config(env={"VOICE_BACKEND_API_KEY": "client-key-0123456789abcdef"})
+    assert not cfg.api_keys
