@@ -296,6 +296,9 @@ class VoiceIngress:
             raise BackendError(
                 "media_token", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
             )
+        if media.get("fallback_url"):  # the session serves its websocket itself: tell it too
+            ref = await self.sup.session_ref(rec)
+            await ref.set_media_token.remote(media["token"], media["token_expires_at"])
         return {"token": media["token"], "token_expires_at": media["token_expires_at"]}
 
     @api.get(

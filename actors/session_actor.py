@@ -34,7 +34,7 @@ from actors.profile import DEFAULT_S2S_PROVIDER, WorkerProfile
 from actors.stage_actors import placement
 from actors.stage_host import HostedSTT
 from actors.stage_placement import open_stt, open_tts, start_s2s_stage
-from backend.auth import retention_record
+from backend.auth import check_media_token, retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
 from pipelines.endpointing import EndpointingConfig
@@ -75,6 +75,9 @@ class SessionSpec:
     agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
     trace_context: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the create
     retention_hook: bytes | None = None  # the cloudpickled data_retention_hook, run at close
+    # Serve the call's websocket from this process (`actors/media/server.py`): the media token
+    # record it checks, and what one connection may cost.
+    direct_media: dict[str, Any] | None = None
 
 
 def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
@@ -121,6 +124,8 @@ class SessionActor(ObservedSession):
         self.spec: SessionSpec | None = None
         # A transport terminated here: webrtc, or the one the backend provider names (LiveKit).
         self.media: MediaTransport | Any = None
+        self._media_server: Any = None  # this process's websocket server (direct media)
+        self._media_token: dict[str, Any] = {}
 
     # -- pool lifecycle --------------------------------------------------------------------
     async def warm(self) -> dict[str, Any]:
@@ -243,6 +248,8 @@ class SessionActor(ObservedSession):
                 t = spec.agent_transport
                 self.media = TRANSPORTS.create(t.name, **t.options, on_closed=self._peer_gone)
                 await self.media.start(self.runtime)
+            if spec.direct_media is not None:
+                where = {**where, "direct_url": await self._serve_media(spec)}
         except BaseException:
             self.session_id = None
             self._obs_close("failed to start", self._stage_actors())
@@ -254,6 +261,36 @@ class SessionActor(ObservedSession):
             raise
         self.sessions_served += 1
         return {**where, "sessions_served": self.sessions_served}
+
+    async def _serve_media(self, spec: SessionSpec) -> str:
+        """Attach the session to this process's websocket server (started on first use)."""
+        from actors.media import LocalPort, MediaServer, RelayLimits, parse_port_range
+
+        direct = dict(spec.direct_media or {})
+        if self._media_server is None:
+            server = MediaServer(
+                ports=parse_port_range(direct.get("port_range")),
+                advertise_host=ray.util.get_node_ip_address(),
+            )
+            await server.start()
+            self._media_server = server
+        self._media_token = dict(direct.get("token") or {})
+
+        def check_token(token: str) -> None:
+            check_media_token({"media": self._media_token}, token, "websocket")
+
+        return self._media_server.attach(
+            spec.session_id,
+            LocalPort(self._rt),
+            check_token=check_token,
+            codec=None,
+            limits=RelayLimits(**direct.get("limits", {})),
+            on_stall=self._peer_gone,
+        )
+
+    def set_media_token(self, token: str, expires_at: float | None) -> None:
+        """The owner renewed the media token (`POST /v1/sessions/{id}/media_token`)."""
+        self._media_token = {"token": token, "token_expires_at": expires_at}
 
     async def _retain(self, reason: str) -> None:
         """Data retention at session end: the hook gets what is configured to be kept; the
@@ -284,6 +321,9 @@ class SessionActor(ObservedSession):
         if self.media is not None:
             with contextlib.suppress(Exception):
                 await self.media.aclose()
+        if self._media_server is not None and self.session_id is not None:
+            self._media_server.detach(self.session_id, reason)
+            self._media_token = {}
         self._obs_close(reason, self._stage_actors())
         await self._drop_s2s()
         resilience.reset()  # the next session starts with its own breakers

@@ -247,9 +247,15 @@ class Supervisor:
                 agent_transport=agent_transport,
                 trace_context=tracing.inject(),
                 retention_hook=self._hooks.get("data_retention_hook"),
+                direct_media=self._direct_media(
+                    config, sc, session_id, media, media_info, media_base_url
+                ),
             )
             async with asyncio.timeout(max(config.timeout, 60.0)):
                 placement = await worker.start.remote(spec)
+            if direct_url := placement.pop("direct_url", None):
+                # Audio straight into the session's process; the Serve port's route stays open.
+                media_info = {**media_info, "url": direct_url, "fallback_url": media_info["url"]}
             updates = {"media": media_info, **placement}
             if media.upstream_url:  # kept in the record so that every ingress replica relays
                 updates["upstream_url"] = media.upstream_url
@@ -280,6 +286,41 @@ class Supervisor:
             "worker": res["worker_name"],
             "warm_start": res["warm"],
             "state": "idle",
+        }
+
+    def _direct_media(
+        self,
+        config: Config,
+        sc: SessionConfig,
+        session_id: str,
+        media: Any,
+        media_info: dict[str, Any],
+        media_base_url: str,
+    ) -> dict[str, Any] | None:
+        """What the session needs to serve its websocket itself, when it can: our own native
+        websocket protocol, at the URL this backend chose (an operator's public media host, a
+        provider's wire format or its bot upstream stay on the Serve port)."""
+        ours = f"{media_base_url}/v1/sessions/{session_id}/audio"
+        native = (
+            self.provider.wire_codec(_media_of(session_id, sc)) is None
+            and type(self.provider).media_upstream is BackendProvider.media_upstream
+        )
+        if not (
+            config.media_direct
+            and sc.transport == "websocket"
+            and media.upstream_url is None
+            and media_info.get("url") == ours
+            and native
+        ):
+            return None
+        return {
+            "port_range": config.media_port_range,
+            "token": {k: media_info.get(k) for k in ("token", "token_expires_at")},
+            "limits": {
+                "max_frame_bytes": config.max_frame_bytes,
+                "output_bytes_per_s": 2 * int(sc.output_sample_rate_hz),
+                "stall_timeout_s": config.client_stall_timeout,
+            },
         }
 
     # -- close -----------------------------------------------------------------------------
@@ -440,6 +481,15 @@ def webrtc_media(
         "ice_servers": ice_servers,
     }
     return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}
+
+
+def _media_of(session_id: str, sc: SessionConfig) -> SessionMedia:
+    return SessionMedia(
+        session_id=session_id,
+        user_id=sc.user_id,
+        sample_rate_hz=sc.sample_rate_hz,
+        output_sample_rate_hz=sc.output_sample_rate_hz,
+    )
 
 
 def _check_placements(config: Config) -> None:

@@ -179,6 +179,12 @@ class Config(_Model):
     # Load-aware admission: a node admits local-model calls only while their declared CPU share
     # (the provider's `cpu_cores_per_call`) stays within this fraction of its CPUs; 0: no limit.
     speech_load_threshold: float = Field(default=0.75, ge=0.0, le=100.0)
+    # Media straight into the session: a call's websocket is served by its own session process
+    # (`media.url` names the session's node), with the Serve port's route as `media.fallback_url`.
+    media_direct: bool = True
+    # Ports the session processes listen on ("20000-20999"; "" = any free port): open this range
+    # between clients and the nodes (KubeRay: the worker pods' container ports).
+    media_port_range: str = Field(default="", pattern=r"^(\d{1,5}(-\d{1,5})?)?$")
     # Shutting the backend down: admission stops, live calls get this long to end on their
     # own, then they are closed with the reason "drain timeout".
     drain_timeout: float = Field(default=30.0, ge=0.0, le=3600.0, description="seconds")
