@@ -261,6 +261,27 @@ class SessionRegistry:
             self._wake_pool()
         return outcome
 
+    def session_closed_here(self, session_id: str, reason: str, worker: str) -> None:
+        """A session closed itself (its direct websocket's client stalled): free the slot and
+        leave the record for the supervisor to release provider-side (`take_reaped`). Its
+        worker stays out of the pool until `worker_released` (its socket is saying goodbye)."""
+        rec = self.records.pop(session_id, None)
+        w = self.pool.workers.get(worker)
+        if w is not None and w.session_id == session_id:
+            w.session_id = f"closing:{session_id}"
+        if rec is not None:
+            metrics.session_ended(reason)
+            self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
+            del self.reaped[:-1000]
+            self._wake_pool()
+
+    def worker_released(self, worker: str, report: dict[str, Any] | None) -> str:
+        """The worker of a self-closed session is free again: keep it or recycle it."""
+        w = self.pool.workers.get(worker)
+        if w is None or not str(w.session_id or "").startswith("closing:"):
+            return "gone"
+        return self.pool.give_back(worker, report)
+
     def worker_handle(self, session_id: str) -> Any:
         w = self.pool.by_session(session_id)
         return None if w is None else w.handle

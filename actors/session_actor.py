@@ -52,6 +52,7 @@ from providers.wire import WireCodec
 log = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
+STALLED_GOODBYE_S = 60.0  # how long a stalled client's socket may take to take its `closed`
 
 
 @dataclass
@@ -285,8 +286,29 @@ class SessionActor(ObservedSession):
             check_token=check_token,
             codec=None,
             limits=RelayLimits(**direct.get("limits", {})),
-            on_stall=self._peer_gone,
+            on_stall=self._stalled,
         )
+
+    async def _stalled(self, reason: str) -> None:
+        """The direct websocket's client stopped reading and sending: close the session with
+        that reason. Its `closed` event goes out first (the relay ends the socket with it), then
+        the registry frees the slot and takes this worker back, as a close by request would.
+        The relay keeps the closed session's runtime, never the next one's."""
+        session_id = self.session_id
+        if session_id is None or self.runtime is None:
+            return
+        await self.runtime.aclose(reason)
+        server = self._media_server
+        if server is not None:
+            server.forget(session_id)  # its relay ends the socket with the reason
+        report = await self.close(reason)
+        registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
+        # The slot is free at once; this worker rejoins the pool once the stalled socket has
+        # had its goodbye (or given up on it), so no recycle cuts it short.
+        await registry.session_closed_here.remote(session_id, reason, self.worker_name)
+        if server is not None:
+            await server.drained(session_id, STALLED_GOODBYE_S)
+        await registry.worker_released.remote(self.worker_name, report)
 
     def set_media_token(self, token: str, expires_at: float | None) -> None:
         """The owner renewed the media token (`POST /v1/sessions/{id}/media_token`)."""

@@ -138,7 +138,9 @@ async def relay(
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(FAREWELL_TIMEOUT_S):
                     await _farewell(ws, port, codec, reason)
-        await _close(ws, CLOSE_NORMAL, reason=reason)
+        # A session closed because its client stalled ends with a policy close, as it did when
+        # the close reached the relay as an error (the ingress path).
+        await _close(ws, CLOSE_POLICY if stalled else CLOSE_NORMAL, reason=reason)
 
 
 async def _wait(detached: asyncio.Future[str]) -> str:

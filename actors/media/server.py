@@ -59,6 +59,7 @@ class _Attached:
     limits: RelayLimits
     on_stall: Callable[[str], Awaitable[Any]] | None
     connections: set[asyncio.Future[str]] = field(default_factory=set)  # detach sets these
+    refusing: bool = False  # the session ended: no new connections, the open ones finish
 
 
 class MediaServer:
@@ -145,6 +146,24 @@ class MediaServer:
             if not conn.done():
                 conn.set_result(reason)
 
+    def forget(self, session_id: str) -> None:
+        """Refuse new connections of `session_id`, and let the open ones end on their own
+        (a stalled client gets its `closed` event whenever it reads again)."""
+        entry = self._sessions.get(session_id)
+        if entry is not None:
+            entry.refusing = True
+
+    async def drained(self, session_id: str, timeout_s: float) -> bool:
+        """Wait until a forgotten session's connections have ended (True), or `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        entry = self._sessions.get(session_id)
+        while entry is not None and entry.connections and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if entry is not None and self._sessions.get(session_id) is entry and entry.refusing:
+            del self._sessions[session_id]
+        return entry is None or not entry.connections
+
     async def aclose(self) -> None:
         for session_id in list(self._sessions):
             self.detach(session_id, "media server stopped")
@@ -176,7 +195,7 @@ class MediaServer:
         token = (parse_qs(parts.query).get("token") or [""])[0]
         entry = self._sessions.get(session_id)
         try:
-            if entry is None:
+            if entry is None or entry.refusing:
                 raise BackendError(
                     "session", ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r}"
                 )

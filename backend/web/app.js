@@ -251,13 +251,25 @@ async function startWebsocket(mic) {
   const session = await createSession("websocket", rate);
   voice.session = session;
   wsPlayer.ctx = ctx;
-  const ws = new WebSocket(session.media.url + "?token=" + encodeURIComponent(session.media.token));
-  ws.binaryType = "arraybuffer";
+  // The session's own process serves its audio (media.url, on the session's node); a browser
+  // that cannot reach that node uses the Serve port's route (media.fallback_url).
+  const token = "?token=" + encodeURIComponent(session.media.token);
+  const open = (url) =>
+    new Promise((resolve, reject) => {
+      const sock = new WebSocket(url + token);
+      sock.binaryType = "arraybuffer";
+      sock.onopen = () => resolve(sock);
+      sock.onerror = () => reject(new Error("websocket failed"));
+    });
+  let ws;
+  try {
+    ws = await open(session.media.url);
+  } catch (err) {
+    if (!session.media.fallback_url) throw err;
+    ws = await open(session.media.fallback_url);
+  }
   voice.ws = ws;
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error("websocket failed"));
-  });
+  voice.mediaPath = session.media.fallback_url && ws.url.startsWith(session.media.fallback_url) ? "serve" : "direct";
   ws.onmessage = (msg) => {
     if (typeof msg.data === "string") onEvent(JSON.parse(msg.data));
     else wsPlayer.play(msg.data);

@@ -28,8 +28,9 @@ class Call:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, session: dict[str, Any]) -> Any:
-        url = f"{session['media']['url']}?token={session['media']['token']}"
+    async def open(cls, session: dict[str, Any], via: str = "url") -> Any:
+        """`via`: "url" (the session's own process) or "fallback_url" (the Serve port)."""
+        url = f"{session['media'][via]}?token={session['media']['token']}"
         async with websockets.connect(url, max_size=None) as ws:
             call = cls(ws)
             try:
