@@ -449,8 +449,9 @@ async def level(
     sessions, create_s = await create_sessions(base, n, args.via)
     per = args.calls_per_process
     groups = [sessions[i : i + per] for i in range(0, n, per)]
+    turns = max(args.turns_per_call, -(-args.min_turns // n))
     common = {
-        "turns": args.turns_per_call,
+        "turns": turns,
         "interval_s": args.interval,
         "deadline_s": args.deadline,
     }
@@ -484,6 +485,7 @@ async def level(
         "cpu_pct_per_call_above_idle": round((ray_cpu["cores_busy"] - idle) / n * 100, 2),
         "turns_lost": live["lost"],
         "turns": live["turns"],
+        "turns_per_call": turns,
         "baseline_turns_lost": baseline["lost"],
         "ray_cores_busy": ray_cpu["cores_busy"],
         "ray_cpu": ray_cpu,
@@ -532,7 +534,7 @@ async def main(args: argparse.Namespace) -> None:
 
     levels = [int(x) for x in args.talkers.split(",")]
     if args.quick:
-        levels, args.turns_per_call, args.baseline_turns = [1, 3], 3, 3
+        levels, args.turns_per_call, args.baseline_turns, args.min_turns = [1, 3], 3, 3, 3
     slots = max(levels) + 4
     tmp = Path(tempfile.mkdtemp(prefix="talkers-"))
     fake = await Child.start(
@@ -624,6 +626,9 @@ def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--talkers", default="1,10,25,50,100", help="comma-separated call counts")
     ap.add_argument("--turns-per-call", type=int, default=5)
+    ap.add_argument(
+        "--min-turns", type=int, default=20, help="turns per level at least (more per call at 1)"
+    )
     ap.add_argument("--baseline-turns", type=int, default=10, help="in-process turns per level")
     ap.add_argument("--interval", type=float, default=6.0, help="s between a call's turns")
     ap.add_argument("--deadline", type=float, default=3.0, help="s to the reply, else lost")
