@@ -12,8 +12,9 @@ import os
 import platform
 import socket
 import statistics
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,107 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def process_tree(pids: Iterable[int]) -> set[int]:
+    """`pids` and every descendant of theirs still alive."""
+    out: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            out.add(pid)
+            out.update(c.pid for c in proc.children(recursive=True))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds a changing set of processes used over a window.
+
+    `processes()` is listed every `interval_s` in a thread and each process's CPU time read,
+    keyed by (pid, create time). A process alive when the window opens counts from its time
+    then; one that starts during the window counts from zero; one that ends counts up to its
+    last sample (at most `interval_s` of its CPU is missed). Taking a snapshot only at both
+    ends instead subtracts the whole lifetime of every process that ended in between and never
+    sees one that came and went: Ray workers retire and start during a benchmark level.
+    Child times (`children_user`) are not added: a reaped Ray worker is counted here already."""
+
+    def __init__(
+        self, processes: Callable[[], Iterable[psutil.Process]], interval_s: float = 0.25
+    ) -> None:
+        self._processes = processes
+        self.interval_s = interval_s
+        self._first: dict[tuple[int, float], float] = {}
+        self._last: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = self._wall0 = 0.0
+
+    def _sample(self, opening: bool = False) -> None:
+        for proc in self._processes():
+            try:
+                key = (proc.pid, proc.create_time())
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total = t.user + t.system
+            if key not in self._first:
+                # Alive at the opening sample: from its time then. Seen later: it started in the
+                # window (from zero), unless it is older than the window (from now, to be safe).
+                new = not opening and key[1] >= self._wall0 - 1.0
+                self._first[key] = 0.0 if new else total
+            self._last[key] = total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self._t0, self._wall0 = time.monotonic(), time.time()
+        self._sample(opening=True)
+        self._opened = set(self._first)
+        self._thread = threading.Thread(target=self._run, name="cpu-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        alive = {(p.pid, _create_time(p)) for p in self._processes()}
+        self._sample()
+        wall = time.monotonic() - self._t0
+        used = {k: self._last[k] - self._first[k] for k in self._first}
+        started = [k for k in used if k not in self._opened]
+        ended = [k for k in used if k not in alive]
+        cpu = sum(used.values())
+        # What a snapshot at each end gives instead (kept to show the difference): processes
+        # alive at the end minus those alive at the start, whatever ended or came and went.
+        two_snapshots = sum(self._last[k] for k in alive if k in self._last) - sum(
+            self._first[k] for k in self._opened
+        )
+        return {
+            "cpu_s": round(cpu, 2),
+            "wall_s": round(wall, 2),
+            "cores_busy": round(cpu / wall, 3) if wall else None,
+            "processes": len(used),
+            "processes_started": len(started),
+            "processes_ended": len(ended),
+            "cpu_s_of_processes_started_or_ended": round(
+                sum(used[k] for k in {*started, *ended}), 2
+            ),
+            "cpu_s_two_snapshots": round(two_snapshots, 2),
+        }
+
+
+def _create_time(proc: psutil.Process) -> float:
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return -1.0
+
+
+def ray_processes_except(exclude: Iterable[int]) -> list[psutil.Process]:
+    """`ray_processes()` without the given processes and their descendants (a benchmark's own
+    subprocesses: callers, fake providers)."""
+    skip = process_tree(exclude)
+    return [p for p in ray_processes() if p.pid not in skip]

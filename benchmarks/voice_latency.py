@@ -36,9 +36,11 @@ import websockets
 from backend.http_client import send_realtime
 from benchmarks.common import (
     RESULTS,
+    CpuMeter,
     cpu_seconds,
     machine,
     pct,
+    ray_processes,
     summary,
     write,
 )
@@ -59,8 +61,8 @@ async def phrases_pcm() -> dict[str, bytes]:
 
 
 def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy so far (Ray's processes come and go during a
-    level, so summing theirs would miss the ones that ended)."""
+    """CPU seconds the whole machine spent busy so far: everything, other users' work and this
+    benchmark's own callers included (Ray's alone: `CpuMeter` over `ray_processes()`)."""
     import psutil
 
     t = psutil.cpu_times()
@@ -270,9 +272,18 @@ async def main() -> None:
     ap.add_argument("--barge-ins", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 and 3 calls, 3 turns per level, 1 barge-in; writes voice_latency_quick.json",
+    )
+    ap.add_argument(
         "--endpointing", type=float, default=0.3, help="min_endpointing_delay (s) for the run"
     )
     args = ap.parse_args()
+    name = "voice_latency"
+    if args.quick:
+        name = "voice_latency_quick"
+        args.concurrency, args.turns, args.min_turns, args.barge_ins = [1, 3], 1, 3, 1
     endpoint_s = args.endpointing
     rng = random.Random(args.seed)
 
@@ -299,9 +310,11 @@ async def main() -> None:
         for n in args.concurrency:
             per = max(args.turns, math.ceil(args.min_turns / n))
             busy0, started = machine_busy_s(), time.monotonic()
+            ray_meter = CpuMeter(ray_processes).start()
             runs = await asyncio.gather(
                 *(ws_session(base, pcm, per, rng.uniform(0, args.stagger)) for _ in range(n))
             )
+            ray_cpu = ray_meter.stop()
             wall = time.monotonic() - started
             busy = machine_busy_s() - busy0
             turns = [t for r, _ in runs for t in r]
@@ -313,6 +326,19 @@ async def main() -> None:
             entry["wall_s"] = round(wall, 1)
             entry["cpu"] = {
                 **{f"{k}_s": round(v, 2) for k, v in cpu.items()},
+                # Every process of this Ray instance, sampled through the level (those that
+                # started or ended in it included), over the level's wall time.
+                "ray_cores_busy": round(ray_cpu["cpu_s"] / wall, 2),
+                "ray_processes": {
+                    k: ray_cpu[k]
+                    for k in (
+                        "processes",
+                        "processes_started",
+                        "processes_ended",
+                        "cpu_s_of_processes_started_or_ended",
+                        "cpu_s_two_snapshots",
+                    )
+                },
                 "machine_cores_busy": round(busy / wall, 2),
                 "stt_cpu_per_speech_s": round(cpu["stt"] / spoken, 3),
                 "session_cpu_per_call_s": round(cpu["session"] / wall / n, 3),
@@ -336,8 +362,8 @@ async def main() -> None:
         barge = [await ws_barge_in(base, pcm, onset) for _ in range(args.barge_ins)]
         report["barge_in_last_byte_after_due_ms"] = summary(barge)
     print_report(report)
-    write("voice_latency", report)
-    plot(report)
+    write(name, report)
+    plot(report, name)
 
 
 def print_row(n: int, e: dict[str, Any]) -> None:
@@ -346,7 +372,8 @@ def print_row(n: int, e: dict[str, Any]) -> None:
         f"N={n:<3} v2v p50 {v['p50']:7.1f} p95 {v['p95']:7.1f} ms (n={v['n']}, "
         f"{e['v2v_within_500ms']:.0%} ≤ 500) | p50 "
         + ", ".join(f"{k.removesuffix('_ms')} {x:.1f}" for k, x in w.items())
-        + f" | {c['machine_cores_busy']} cores busy, STT {c['stt_cpu_per_speech_s']} s/s speech",
+        + f" | Ray {c['ray_cores_busy']} cores (machine {c['machine_cores_busy']}), "
+        + f"STT {c['stt_cpu_per_speech_s']} s/s speech",
         flush=True,
     )
 
@@ -367,7 +394,7 @@ def print_report(r: dict[str, Any]) -> None:
     )
 
 
-def plot(r: dict[str, Any]) -> None:
+def plot(r: dict[str, Any], name: str = "voice_latency") -> None:
     try:
         import matplotlib
 
@@ -391,7 +418,7 @@ def plot(r: dict[str, Any]) -> None:
     ax.set_title("Voice-to-voice latency and its waterfall (p50)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "voice_latency.png", dpi=120)
+    fig.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":
