@@ -49,6 +49,8 @@ CLOSE_GRACE_S = 5.0
 HANDLE_CACHE_SIZE = 10_000
 PROVIDER_HEALTH_TTL_S = 10.0
 DRAIN_POLL_S = 0.25
+HEALTH_REFRESH_S = 0.5  # how old `GET /v1/health`'s report may be (sessions pinged apart)
+HEALTH_IDLE_S = 30.0  # the refresh stops after this long without a health request
 WORKER_LOST_RETRIES = 1  # a create whose worker died before starting tries another this often
 
 
@@ -82,6 +84,10 @@ class Supervisor:
         self._hooks: dict[str, bytes] = {}  # packed user hooks (backend/auth.py), from the registry
         self._hooks_rev = -1
         self._auth_hook: Any = None
+        self._health_cache: dict[str, Any] | None = None
+        self._health_stale = False  # this replica changed something since the last report
+        self._health_task: asyncio.Task[None] | None = None
+        self._health_wanted_at = 0.0
 
     def cache_config(
         self, values: dict[str, Any], provider: BackendProvider | None = None
@@ -279,6 +285,7 @@ class Supervisor:
                 raise _WorkerLost(as_backend_error("create_session", exc)) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker
+        self._health_stale = True
         metrics.session_created(updates["startup_ms"] / 1000, sc.pipeline_type.value, res["warm"])
         return {
             **record,
@@ -338,6 +345,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await self.provider.close_session(session_id)
             await self.registry.finish.remote(session_id, report)
+            self._health_stale = True
 
     async def close_all(self, reason: str) -> int:
         records = await self.registry.list.remote()
@@ -420,6 +428,35 @@ class Supervisor:
 
     async def capacity(self) -> dict[str, Any]:
         return await self.registry.capacity.remote()
+
+    async def cached_health(self) -> dict[str, Any]:
+        """The health report for `GET /v1/health`: refreshed in the background while requests
+        come (every `HEALTH_REFRESH_S`), so a request costs no actor call and no fan-out; this
+        replica's own creates and closes refresh it at once."""
+        self._health_wanted_at = time.monotonic()
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.create_task(self._refresh_health())
+        if self._health_cache is None or self._health_stale:
+            self._health_stale = False
+            self._health_cache = await self.health()
+        return self._health_cache
+
+    async def _refresh_health(self) -> None:
+        while time.monotonic() - self._health_wanted_at < HEALTH_IDLE_S:
+            await asyncio.sleep(HEALTH_REFRESH_S)
+            try:
+                self._health_cache = await self.health()
+                # Keys or hooks added through another replica close the details here too.
+                view = await self.registry.auth_view.remote(self._rev, self._hooks_rev)
+                if "config" in view:
+                    self.cache_config(view["config"])
+                self._take_hooks(view)
+            except Exception as exc:  # the registry restarting: serve the last report
+                log.warning("health refresh failed: %s", type(exc).__name__)
+
+    def may_skip_auth(self) -> bool:
+        """No keys and no hook: the API is open, so a request needs no registry round trip."""
+        return not self._config.api_keys and not self._hooks
 
     async def health(self) -> dict[str, Any]:
         health = await self.registry.health.remote()
