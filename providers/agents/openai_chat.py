@@ -10,6 +10,7 @@ import openai
 
 from backend.errors import BackendError, ErrorCode
 from providers.base import Agent, AgentContext
+from providers.retry import retry_after_details
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Your answers are spoken aloud: keep them short, plain "
@@ -66,7 +67,7 @@ class OpenAIAgent(Agent):
                 if chunk.choices and (piece := chunk.choices[0].delta.content):
                     yield piece
         except openai.OpenAIError as exc:
-            raise _as_backend_error(exc) from None
+            raise _agent_error(exc) from None
 
     async def reply(self, transcript: str, ctx: AgentContext) -> str:
         return "".join([piece async for piece in self.stream(transcript, ctx)])
@@ -75,14 +76,19 @@ class OpenAIAgent(Agent):
         await self._client.close()
 
 
-def _as_backend_error(exc: openai.OpenAIError) -> BackendError:
+def _agent_error(exc: openai.OpenAIError) -> BackendError:
     op = "agent.openai"
     if isinstance(exc, openai.AuthenticationError):
         return BackendError(op, ErrorCode.AUTHENTICATION_FAILED, "the API key was refused")
     if isinstance(exc, openai.PermissionDeniedError):
         return BackendError(op, ErrorCode.AUTHORIZATION_FAILED, "the API key may not do this")
     if isinstance(exc, openai.RateLimitError):
-        return BackendError(op, ErrorCode.RATE_LIMIT_EXCEEDED, "rate limited by the API")
+        return BackendError(
+            op,
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            "rate limited by the API",
+            details=retry_after_details(exc, status=exc.status_code),
+        )
     if isinstance(exc, openai.APITimeoutError):
         return BackendError(op, ErrorCode.CONNECTION_TIMEOUT, "the API did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
