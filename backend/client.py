@@ -29,6 +29,7 @@ from backend.iface import (
     SessionConfig,
 )
 from providers.registry import BACKENDS
+from providers.retry import RetryPolicy, call_with_retry
 
 MAX_CHUNK_S = 0.5  # process_audio splits long buffers into frames the session accepts
 POLL_TIMEOUT_S = 5.0
@@ -181,23 +182,24 @@ class VoiceBackend:
                 "create_session", ErrorCode.INVALID_CONFIG, "config must be a SessionConfig"
             )
         body = config.model_dump(mode="json")
-        attempt = 0
-        while True:
-            try:
-                info = await self._rpc(
-                    "create_session",
-                    "api_create_session",
-                    body,
-                    config.agent_callback,
-                    config.agent_instance,
-                    self._media_base_url,
-                )
-                break
-            except BackendError as err:
-                if not err.retryable or attempt >= self._config.max_retries:
-                    raise
-                await asyncio.sleep(self._config.retry_delay * 2**attempt)
-                attempt += 1
+        # The ingress bounds each call itself: the policy only spaces the retries.
+        retry = RetryPolicy(
+            timeout_s=None,
+            max_retries=self._config.max_retries,
+            retry_delay_s=self._config.retry_delay,
+        )
+        info = await call_with_retry(
+            "create_session",
+            lambda: self._rpc(
+                "create_session",
+                "api_create_session",
+                body,
+                config.agent_callback,
+                config.agent_instance,
+                self._media_base_url,
+            ),
+            retry,
+        )
         self._count += 1
         info["sample_rate_hz"] = config.sample_rate_hz
         return VoiceSession(self, info, self._actor(info))

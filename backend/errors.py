@@ -100,3 +100,17 @@ class BackendError(Exception):
 
 def _rebuild(op: str, code: str, message: str, field: str | None, details: dict) -> BackendError:
     return BackendError(op, code, message, field=field, details=details)
+
+
+def as_backend_error(
+    op: str, exc: BaseException, *, timeout_code: ErrorCode = ErrorCode.TIMEOUT
+) -> BackendError:
+    """The one mapping of any failure to the family: a `BackendError` stays itself, a timeout
+    becomes `timeout_code` (`CONNECTION_TIMEOUT` where the call may be repeated), anything else a
+    `pipeline_error` naming its type. Provider and Ray wrappers map their own exception types
+    first, then call this."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return BackendError(op, timeout_code, "no answer in time")
+    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")

@@ -1,9 +1,8 @@
-"""PCM16 frames: validation of what clients send, streaming resampling (soxr), fixed framing."""
+"""PCM16 frames: validation of what clients send, fixed framing (resampling: providers.resample)."""
 
 from __future__ import annotations
 
 import numpy as np
-import soxr
 
 from backend.errors import BackendError, ErrorCode
 
@@ -35,29 +34,6 @@ def decode_frame(
             f"{sample_rate_hz} Hz); send smaller frames",
         )
     return np.frombuffer(bytes(data), dtype="<i2")
-
-
-class StreamResampler:
-    """Stateful resampler for one direction of one stream; identity when rates match."""
-
-    def __init__(self, in_rate_hz: int, out_rate_hz: int) -> None:
-        self.in_rate_hz = in_rate_hz
-        self.out_rate_hz = out_rate_hz
-        self._stream = (
-            None
-            if in_rate_hz == out_rate_hz
-            else soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="int16", quality="HQ")
-        )
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        if self._stream is None:
-            return samples
-        return self._stream.resample_chunk(samples)
-
-    def flush(self) -> np.ndarray:
-        if self._stream is None:
-            return np.zeros(0, dtype=np.int16)
-        return self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
 
 
 class FrameSlicer:

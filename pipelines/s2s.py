@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import BackendError, ErrorCode
+from backend.errors import BackendError, ErrorCode, as_backend_error
 from backend.iface import PipelineState
-from pipelines.audio import PIPELINE_RATE_HZ, StreamResampler
+from pipelines.audio import PIPELINE_RATE_HZ
 from pipelines.outbox import Outbox
 from pipelines.playout import Playout, Segment, heard_text
 from pipelines.stt_tts import STT_BATCH_S, PipelineSettings
-from pipelines.turn_loop import TurnLoop, as_backend_error
+from pipelines.turn_loop import TurnLoop
 from pipelines.turn_metrics import TurnTimings
 from providers.base import S2S, AgentContext, S2sEvent, S2sOptions, S2sSession
+from providers.resample import StreamResampler
 
 log = logging.getLogger(__name__)
 

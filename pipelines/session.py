@@ -16,7 +16,7 @@ from opentelemetry.trace import Tracer
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import PipelineState
-from pipelines.audio import PIPELINE_RATE_HZ, StreamResampler, decode_frame
+from pipelines.audio import PIPELINE_RATE_HZ, decode_frame
 from pipelines.outbox import Outbox
 from pipelines.s2s import S2sPipeline
 from pipelines.stt_tts import PipelineSettings, SttTtsPipeline
@@ -31,6 +31,7 @@ from providers.base import (
     S2sOptions,
     TurnDetection,
 )
+from providers.resample import StreamResampler
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -26,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import BackendError, ErrorCode
+from backend.errors import BackendError, ErrorCode, as_backend_error
 from backend.iface import PipelineState
-from pipelines.audio import PIPELINE_RATE_HZ, FrameSlicer, StreamResampler
+from pipelines.audio import PIPELINE_RATE_HZ, FrameSlicer
 from pipelines.endpointing import EndpointingConfig, TurnDetector, TurnEvent
 from pipelines.outbox import Outbox
 from pipelines.playout import LEAD_S, Playout
 from pipelines.sentences import SentenceAggregator
-from pipelines.turn_loop import TurnLoop, as_backend_error
+from pipelines.turn_loop import TurnLoop
 from pipelines.turn_metrics import TurnTimings
 from providers.base import (
     STT,
@@ -45,6 +46,7 @@ from providers.base import (
     TurnContext,
     TurnDetection,
 )
+from providers.resample import StreamResampler
 from providers.retry import RetryPolicy, call_with_retry
 from providers.turn_detection.vad import VadTurnDetection
 
@@ -348,25 +350,29 @@ class SttTtsPipeline(TurnLoop):
         self._on_state(PipelineState.SPEAKING)
         self.outbox.put_event({"type": "agent_text", "turn_id": turn.turn_id, "text": sentence})
         playout.begin_segment(sentence)
-        policy, attempt = self.settings.retry, 0
-        while True:  # a retryable failure before any audio (a dropped connection) is retried
-            started = False
-            try:
-                # aclosing: a barge-in cancels us mid-stream; the stage's generation must stop.
-                async with contextlib.aclosing(self.tts.synthesize(sentence)) as chunks:
-                    async for pcm in chunks:
-                        started = True
-                        turn.tts_first_byte = turn.tts_first_byte or time.monotonic()
-                        samples = np.frombuffer(pcm, dtype="<i2")
-                        await playout.play(resampler.process(samples).tobytes())
-                        if playout.sent_s and not turn.first_audio:
-                            turn.first_audio = time.monotonic()
-                break
-            except BackendError as exc:
-                if started or not exc.retryable or attempt >= policy.max_retries:
-                    raise
-            await asyncio.sleep(policy.delay_for(attempt))
-            attempt += 1
+        started = False
+
+        async def attempt() -> None:
+            nonlocal started
+            # aclosing: a barge-in cancels us mid-stream; the stage's generation must stop.
+            async with contextlib.aclosing(self.tts.synthesize(sentence)) as chunks:
+                async for pcm in chunks:
+                    started = True
+                    turn.tts_first_byte = turn.tts_first_byte or time.monotonic()
+                    samples = np.frombuffer(pcm, dtype="<i2")
+                    await playout.play(resampler.process(samples).tobytes())
+                    if playout.sent_s and not turn.first_audio:
+                        turn.first_audio = time.monotonic()
+
+        # A retryable failure before any audio (a dropped connection) is retried; after the
+        # first chunk a retry would say the start of the sentence twice. The turn's own timeout
+        # bounds the whole reply, so attempts have none.
+        await call_with_retry(
+            "tts.synthesize",
+            attempt,
+            dataclasses.replace(self.settings.retry, timeout_s=None),
+            retry_if=lambda err: not started and err.retryable,
+        )
         await playout.play(resampler.flush().tobytes())
 
     def truncate_last_reply(self, heard_s: float) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from backend.errors import BackendError, ErrorCode
+from backend.errors import BackendError
 from pipelines.outbox import Outbox
 from pipelines.turn_metrics import TurnTimings
 from providers.base import AgentContext
@@ -67,11 +67,3 @@ class TurnLoop:
         if turn_id is not None:
             event["turn_id"] = turn_id
         self.outbox.put_event(event)
-
-
-def as_backend_error(op: str, exc: BaseException) -> BackendError:
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return BackendError(op, ErrorCode.TIMEOUT, "no answer in time")
-    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")

@@ -13,7 +13,6 @@ about state changes (the worker tells the registry, which turns health `degraded
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from backend.errors import BackendError, ErrorCode
-from providers.retry import RetryPolicy
+from providers.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
 
@@ -137,6 +136,8 @@ def states() -> dict[str, dict[str, Any]]:
 
 def _provider_fault(err: BackendError) -> bool:
     """A failure of the provider (down, overloaded, hanging), not of our request."""
+    if err.details.get("circuit") == OPEN:
+        return False  # our own breaker refused: the provider was not called
     status = int(err.details.get("status", 0) or 0)
     return err.retryable or err.code is ErrorCode.TIMEOUT or status >= 500 or status == 429
 
@@ -144,32 +145,14 @@ def _provider_fault(err: BackendError) -> bool:
 async def guarded_call(
     op: str, name: str, fn: Callable[[], Awaitable[T]], retry: RetryPolicy | None = None
 ) -> T:
-    """`fn()` under the breaker `name`: each attempt has `timeout_s`; a provider fault is
-    counted and retried (`max_retries`, backoff from `retry_delay`); an open breaker fails at
-    once without calling the provider."""
-    retry = retry or _policy
-    b = breaker(name)
-    attempt = 0
-    while True:
-        b.check(op)
-        try:
-            async with asyncio.timeout(retry.timeout_s):
-                result = await fn()
-        except TimeoutError:
-            b.failure()
-            err = BackendError(
-                op, ErrorCode.CONNECTION_TIMEOUT, f"{name}: no answer within {retry.timeout_s:g} s"
-            )
-        except BackendError as exc:
-            if not _provider_fault(exc):
-                b.success()  # it answered: our request was wrong, the provider is up
-                raise
-            b.failure()
-            err = exc
-        else:
-            b.success()
-            return result
-        if attempt >= retry.max_retries or not _provider_fault(err):
-            raise err
-        await asyncio.sleep(retry.delay_for(attempt))
-        attempt += 1
+    """`fn()` under the breaker `name`, through the one retry loop: each attempt has
+    `timeout_s`; a provider fault is counted and retried; an open breaker fails at once
+    without calling the provider (and is not retried)."""
+    return await call_with_retry(
+        op,
+        fn,
+        retry or _policy,
+        retry_if=_provider_fault,
+        timeout_code=ErrorCode.CONNECTION_TIMEOUT,
+        guard=breaker(name),
+    )

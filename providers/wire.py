@@ -6,8 +6,8 @@ native protocol (`state`, `transcript`, `interrupted`, ...). The relay (actors/)
 calls the codec; it never parses a wire format itself. A backend provider names the codec its
 sessions speak (`BackendProvider.wire_codec`).
 
-Also here: the small audio helpers codecs share (WAV headers, G.711 mu-law, a streaming soxr
-resampler). numpy and soxr only; `audioop` is gone in Python 3.13.
+Also here: the small audio helpers codecs share (WAV headers, G.711 mu-law); the streaming
+resampler is `providers.resample`. numpy only; `audioop` is gone in Python 3.13.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import soxr
 
 Outgoing = bytes | str  # a binary or a text websocket message
 
@@ -75,33 +74,6 @@ class WireCodec(ABC):
 
 class WireFormatError(ValueError):
     """A client message that does not parse; the message says what was wrong."""
-
-
-class Resampler:
-    """Streaming PCM16 mono resampler (soxr keeps state between chunks: no clicks at joins)."""
-
-    def __init__(self, in_rate_hz: int, out_rate_hz: int) -> None:
-        self.in_rate_hz, self.out_rate_hz = in_rate_hz, out_rate_hz
-        self._stream = (
-            None
-            if in_rate_hz == out_rate_hz
-            else soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="int16", quality="HQ")
-        )
-
-    def __call__(self, pcm16: bytes, last: bool = False) -> bytes:
-        if self._stream is None or (not pcm16 and not last):
-            return pcm16
-        samples = np.frombuffer(pcm16, dtype="<i2")
-        out = self._stream.resample_chunk(samples, last=last)
-        if last:  # a flushed soxr stream takes no more input: start a fresh one
-            self._stream = soxr.ResampleStream(
-                self.in_rate_hz, self.out_rate_hz, 1, dtype="int16", quality="HQ"
-            )
-        return np.asarray(out, dtype="<i2").tobytes()
-
-    def flush(self) -> bytes:
-        """What the filter still holds (its delay, a few ms): at the end of a reply."""
-        return self(b"", last=True)
 
 
 def strip_wav(data: bytes) -> tuple[bytes, int | None, int | None]:

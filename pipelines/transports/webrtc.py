@@ -44,9 +44,9 @@ from backend.rtc import (
     mono_frame,
     peer_connection,
 )
-from pipelines.audio import StreamResampler
 from pipelines.outbox import Outbox
 from pipelines.transports.base import MediaTransport, OnClosed
+from providers.resample import StreamResampler
 from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)

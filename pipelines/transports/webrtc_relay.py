@@ -32,10 +32,10 @@ from backend.rtc import (
     mono_frame,
     peer_connection,
 )
-from pipelines.audio import StreamResampler
 from pipelines.outbox import Outbox
 from pipelines.transports.base import OnClosed
 from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport
+from providers.resample import StreamResampler
 
 log = logging.getLogger(__name__)
 

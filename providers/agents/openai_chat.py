@@ -10,6 +10,7 @@ import openai
 
 from backend.errors import BackendError, ErrorCode
 from providers.base import Agent, AgentContext
+from providers.openai.config import openai_error
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Your answers are spoken aloud: keep them short, plain "
@@ -66,7 +67,7 @@ class OpenAIAgent(Agent):
                 if chunk.choices and (piece := chunk.choices[0].delta.content):
                     yield piece
         except openai.OpenAIError as exc:
-            raise _as_backend_error(exc) from None
+            raise _agent_error(exc) from None
 
     async def reply(self, transcript: str, ctx: AgentContext) -> str:
         return "".join([piece async for piece in self.stream(transcript, ctx)])
@@ -75,18 +76,11 @@ class OpenAIAgent(Agent):
         await self._client.close()
 
 
-def _as_backend_error(exc: openai.OpenAIError) -> BackendError:
-    op = "agent.openai"
-    if isinstance(exc, openai.AuthenticationError):
-        return BackendError(op, ErrorCode.AUTHENTICATION_FAILED, "the API key was refused")
-    if isinstance(exc, openai.PermissionDeniedError):
-        return BackendError(op, ErrorCode.AUTHORIZATION_FAILED, "the API key may not do this")
-    if isinstance(exc, openai.RateLimitError):
-        return BackendError(op, ErrorCode.RATE_LIMIT_EXCEEDED, "rate limited by the API")
-    if isinstance(exc, openai.APITimeoutError):
-        return BackendError(op, ErrorCode.CONNECTION_TIMEOUT, "the API did not answer in time")
-    if isinstance(exc, openai.APIConnectionError):
-        return BackendError(op, ErrorCode.CONNECTION_FAILED, "cannot reach the API")
-    if isinstance(exc, openai.APIStatusError):
-        return BackendError(op, ErrorCode.AGENT_ERROR, f"the API answered {exc.status_code}")
-    return BackendError(op, ErrorCode.AGENT_ERROR, str(exc))
+def _agent_error(exc: openai.OpenAIError) -> BackendError:
+    """As `openai_error` maps the SDK's failures, but an answer the API refused (other than a key
+    or a rate limit) or anything unforeseen is the agent's error."""
+    err = openai_error("agent.openai", exc, service="the API")
+    refused = isinstance(exc, openai.APIStatusError) and err.code is ErrorCode.CONNECTION_FAILED
+    if refused or err.code is ErrorCode.PIPELINE_ERROR:
+        return BackendError(err.op, ErrorCode.AGENT_ERROR, err.message, details=err.details)
+    return err

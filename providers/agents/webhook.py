@@ -17,6 +17,7 @@ import httpx
 from backend.errors import BackendError, ErrorCode
 from providers.base import Agent, AgentContext
 from providers.resilience import guarded_call
+from providers.retry import retry_after_details
 
 _OP = "agent.webhook"
 
@@ -81,7 +82,7 @@ class WebhookAgent(Agent):
                 _OP,
                 ErrorCode.AGENT_ERROR,
                 f"webhook answered HTTP {resp.status_code}",
-                details={"status": resp.status_code},
+                details=retry_after_details(resp, status=resp.status_code),
             )
         return resp
 

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from backend.errors import BackendError, ErrorCode
 from providers.backend import ProviderConfig
+from providers.retry import retry_after_details
 
 DEFAULT_API_URL = "https://api.cartesia.ai"
 # The API version the official SDK we pin (cartesia 4.2.0) speaks; sent as `Cartesia-Version`.
@@ -102,5 +103,8 @@ def connection_error(op: str, exc: BaseException) -> BackendError:
             op, ErrorCode.AUTHENTICATION_FAILED, f"cartesia refused the key ({status})"
         )
     return BackendError(
-        op, ErrorCode.CONNECTION_FAILED, f"cartesia connection failed: {type(exc).__name__}"
+        op,
+        ErrorCode.CONNECTION_FAILED,
+        f"cartesia connection failed: {type(exc).__name__}",
+        details=retry_after_details(exc),
     )

@@ -10,8 +10,8 @@ from typing import Any, Literal, TypeVar
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from backend.errors import BackendError, ErrorCode
-from providers.retry import RetryPolicy
+from backend.errors import BackendError, ErrorCode, as_backend_error
+from providers.retry import RetryPolicy, retry_after_details
 
 
 class _Options(BaseModel):
@@ -94,25 +94,37 @@ def parse_options(model: type[T], provider: str, values: dict[str, Any]) -> T:
         ) from None
 
 
-def as_backend_error(op: str, exc: BaseException) -> BackendError:
-    """An SDK, HTTP or websocket failure as one of the seed's codes; never echoes the key."""
+def openai_error(op: str, exc: BaseException, service: str = "OpenAI") -> BackendError:
+    """An SDK, HTTP or websocket failure as one of the seed's codes; never echoes the key. A 429
+    or 5xx carries the server's Retry-After (`details["retry_after_s"]`) for the retry loop.
+    `service` names the server in messages (any OpenAI-compatible one may answer)."""
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, openai.AuthenticationError):
-        return BackendError(op, ErrorCode.AUTHENTICATION_FAILED, "OpenAI refused the API key")
+        return BackendError(op, ErrorCode.AUTHENTICATION_FAILED, f"{service} refused the API key")
     if isinstance(exc, openai.PermissionDeniedError):
         return BackendError(op, ErrorCode.AUTHORIZATION_FAILED, "the API key may not do this")
     if isinstance(exc, openai.RateLimitError):
-        return BackendError(op, ErrorCode.RATE_LIMIT_EXCEEDED, "rate limited by OpenAI")
+        return BackendError(
+            op,
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            f"rate limited by {service}",
+            details=retry_after_details(exc, status=exc.status_code),
+        )
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return BackendError(op, ErrorCode.CONNECTION_TIMEOUT, "OpenAI did not answer in time")
+        return BackendError(op, ErrorCode.CONNECTION_TIMEOUT, f"{service} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
-        return BackendError(op, ErrorCode.CONNECTION_FAILED, "cannot reach OpenAI")
+        return BackendError(op, ErrorCode.CONNECTION_FAILED, f"cannot reach {service}")
     if isinstance(exc, openai.APIStatusError):
         code = ErrorCode.CONNECTION_FAILED if exc.status_code >= 500 else ErrorCode.PIPELINE_ERROR
-        return BackendError(op, code, f"OpenAI answered {exc.status_code}: {_api_message(exc)}")
+        return BackendError(
+            op,
+            code,
+            f"{service} answered {exc.status_code}: {_api_message(exc)}",
+            details=retry_after_details(exc, status=exc.status_code),
+        )
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         code = {
@@ -120,10 +132,15 @@ def as_backend_error(op: str, exc: BaseException) -> BackendError:
             403: ErrorCode.AUTHORIZATION_FAILED,
             429: ErrorCode.RATE_LIMIT_EXCEEDED,
         }.get(status, ErrorCode.CONNECTION_FAILED if status >= 500 else ErrorCode.PIPELINE_ERROR)
-        return BackendError(op, code, f"OpenAI refused the websocket (HTTP {status})")
+        return BackendError(
+            op,
+            code,
+            f"{service} refused the websocket (HTTP {status})",
+            details=retry_after_details(exc.response, status=status),
+        )
     if isinstance(exc, OSError | InvalidHandshake | ConnectionClosed):
-        return BackendError(op, ErrorCode.CONNECTION_FAILED, f"cannot reach OpenAI: {exc}")
-    return BackendError(op, ErrorCode.PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")
+        return BackendError(op, ErrorCode.CONNECTION_FAILED, f"cannot reach {service}: {exc}")
+    return as_backend_error(op, exc, timeout_code=ErrorCode.CONNECTION_TIMEOUT)
 
 
 def _api_message(exc: openai.APIStatusError) -> str:

@@ -33,7 +33,7 @@ from providers.base import S2S, S2sCapabilities, S2sEvent, S2sOptions, S2sSessio
 from providers.openai.config import (
     REALTIME_ERROR_CODES,
     RealtimeOptions,
-    as_backend_error,
+    openai_error,
     parse_options,
 )
 from providers.retry import RetryPolicy, call_with_retry
@@ -103,7 +103,7 @@ class OpenAIRealtimeSession(S2sSession):
         try:
             conn = await manager.enter()
         except Exception as exc:
-            raise as_backend_error("openai_realtime.connect", exc) from None
+            raise openai_error("openai_realtime.connect", exc) from None
         try:
             first = json.loads(await conn.recv_bytes())  # `session.created`, or why not
             if first.get("type") == "error":
@@ -123,7 +123,7 @@ class OpenAIRealtimeSession(S2sSession):
                 await conn.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise as_backend_error("openai_realtime.connect", exc) from None
+            raise openai_error("openai_realtime.connect", exc) from None
         self.connections += 1
         self._connected_at = time.monotonic()
         self._carried = self.history()
@@ -167,32 +167,36 @@ class OpenAIRealtimeSession(S2sSession):
         """After a lost connection: retry per the policy, then end with a clear error."""
         if self._response_id:  # the reply in flight is lost: let the session finish its turn
             self._put(S2sEvent("response_done", response_id=self._response_id))
-        last: BackendError | None = None
+        lost = BackendError("openai_realtime.reconnect", ErrorCode.CONNECTION_FAILED, why)
         tried = 0
-        for attempt in range(self.retry.max_retries):
+
+        async def attempt() -> Any:
+            nonlocal tried
             tried += 1
-            await asyncio.sleep(self.retry.delay_for(attempt))
-            try:
-                async with asyncio.timeout(self.retry.timeout_s):
-                    self._conn = await self._open()
-                log.info("openai_realtime: reconnected after %s (attempt %d)", why, attempt + 1)
-                return True
-            except (BackendError, TimeoutError) as exc:
-                last = as_backend_error("openai_realtime.reconnect", exc)
-                if not last.retryable:
-                    break
-        reason = f" (last attempt: {last.message})" if last else ""
-        self._put(
-            S2sEvent(
-                "error",
-                code=(
-                    last.code if last and not last.retryable else ErrorCode.CONNECTION_FAILED
-                ).value,
-                message=f"OpenAI Realtime connection lost ({why}) and not restored after "
-                f"{tried} retries{reason}",
+            return await self._open()
+
+        try:
+            self._conn = await call_with_retry(
+                "openai_realtime.reconnect",
+                attempt,
+                self.retry,
+                timeout_code=ErrorCode.CONNECTION_TIMEOUT,
+                after_failure=lost,
             )
-        )
-        return False
+        except BackendError as last:
+            reason = f" (last attempt: {last.message})" if tried else ""
+            code = ErrorCode.CONNECTION_FAILED if last.retryable else last.code
+            self._put(
+                S2sEvent(
+                    "error",
+                    code=code.value,
+                    message=f"OpenAI Realtime connection lost ({why}) and not restored after "
+                    f"{tried} retries{reason}",
+                )
+            )
+            return False
+        log.info("openai_realtime: reconnected after %s (attempt %d)", why, tried)
+        return True
 
     async def _rotate_before_expiry(self) -> None:
         """Move to a fresh connection before the service's session-length limit."""

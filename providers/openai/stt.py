@@ -10,7 +10,7 @@ from typing import Any
 from backend.errors import BackendError, ErrorCode
 from backend.wav import wav_bytes
 from providers.base import STT, SttCapabilities, SttStream
-from providers.openai.config import AudioOptions, as_backend_error, parse_options
+from providers.openai.config import AudioOptions, openai_error, parse_options
 
 _RATE_HZ = 16000  # the pipeline's rate; the API takes any WAV
 
@@ -65,7 +65,7 @@ class OpenAISTT(STT):
                 **extra,
             )
         except Exception as exc:
-            raise as_backend_error("openai.stt", exc) from None
+            raise openai_error("openai.stt", exc) from None
         return result.text.strip()
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from backend.errors import BackendError
 from providers.base import TTS, TtsCapabilities
-from providers.openai.config import AudioOptions, as_backend_error, parse_options
+from providers.openai.config import AudioOptions, openai_error, parse_options
 from providers.resilience import guarded_call
 
 _RATE_HZ = 24000
@@ -47,7 +47,7 @@ class OpenAITTS(TTS):
             try:
                 return manager, await manager.__aenter__()
             except Exception as exc:
-                raise as_backend_error("openai.tts", exc) from None
+                raise openai_error("openai.tts", exc) from None
 
         manager, response = await guarded_call(
             "openai.tts", self.breaker_name, open_stream, opts.retry_policy()
@@ -63,7 +63,7 @@ class OpenAITTS(TTS):
         except BackendError:
             raise
         except Exception as exc:
-            raise as_backend_error("openai.tts", exc) from None
+            raise openai_error("openai.tts", exc) from None
         finally:
             await manager.__aexit__(None, None, None)
 

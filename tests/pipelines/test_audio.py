@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from backend.errors import BackendError, ErrorCode
-from pipelines.audio import FrameSlicer, StreamResampler, decode_frame
+from pipelines.audio import FrameSlicer, decode_frame
+from providers.resample import StreamResampler
 
 
 @pytest.mark.parametrize(

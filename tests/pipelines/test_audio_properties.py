@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import SUPPORTED_SAMPLE_RATES_HZ, SessionRequest
-from pipelines.audio import MAX_FRAME_SECONDS, StreamResampler, decode_frame
+from pipelines.audio import MAX_FRAME_SECONDS, decode_frame
 from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from providers.agents import build_agent
 from providers.espeak.tts import EspeakTTS
 from providers.pocketsphinx.stt import PocketsphinxSTT
+from providers.resample import StreamResampler
 from providers.vad.silero import SileroVAD
 from tests.pipelines.listener import Listener, frames
 
