@@ -5,7 +5,7 @@
     serve run serve_app:build_app warm_pool_size=4 replicas=2 on_head=1   # ingress on the head
 
 Routes follow DESIGN.md's HTTP API; the `api_*` methods are what `backend.new_backend()` calls
-through a DeploymentHandle. Both go through `actors.supervisor.Supervisor`.
+through a DeploymentHandle. Both go through `actors.control_plane.ControlPlane`.
 """
 
 import asyncio
@@ -29,11 +29,11 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import vapi_bridge
+from actors.control_plane import ControlPlane
 from actors.errors import as_backend_error
 from actors.media import CLOSE_SESSION_ERROR, ActorPort, RelayLimits, StarletteSocket, relay
 from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
 from actors.observability import observe_handle, observe_http
-from actors.supervisor import Supervisor
 from actors.upstream_relay import proxy
 from actors.webhooks import apply_webhook
 from backend.auth import (
@@ -209,7 +209,7 @@ async def _envelope(coro: Any) -> dict[str, Any]:
 class VoiceIngress:
     def __init__(self, provider: str = "local", config: dict[str, Any] | None = None) -> None:
         cfg = Config(**{**(config or {}), "provider": provider})
-        self.sup = Supervisor(provider, cfg, NAMESPACE)
+        self.sup = ControlPlane(provider, cfg, NAMESPACE)
         version = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
         applied = self.sup.registry.configure.remote(
             cfg.model_dump(mode="json"), version.hexdigest()

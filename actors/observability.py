@@ -228,7 +228,7 @@ async def observe_handle(coro: Any) -> Any:
     counted as route `handle:<method>` in the same series as HTTP requests."""
     code = getattr(coro, "cr_code", None)
     qualname = getattr(code, "co_qualname", "") or "call"
-    # `VoiceIngress.api_get_config.<locals>.run` or `Supervisor.close_session`
+    # `VoiceIngress.api_get_config.<locals>.run` or `ControlPlane.close_session`
     name = qualname.split(".<locals>")[0].rsplit(".", 1)[-1].removeprefix("api_")
     started, status, error_code = time.monotonic(), 200, ""
     try:

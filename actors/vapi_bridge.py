@@ -12,8 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from actors.control_plane import ControlPlane
 from actors.errors import as_backend_error
-from actors.supervisor import Supervisor
 from backend.errors import BackendError, ErrorCode
 from providers.vapi.backend import VapiBackendProvider
 from providers.vapi.messages import (
@@ -26,7 +26,7 @@ from providers.vapi.messages import (
 log = logging.getLogger(__name__)
 
 
-def _provider(sup: Supervisor) -> VapiBackendProvider:
+def _provider(sup: ControlPlane) -> VapiBackendProvider:
     if not isinstance(sup.provider, VapiBackendProvider):
         raise BackendError(
             "vapi", ErrorCode.PROVIDER_NOT_FOUND, "this backend does not run the vapi provider"
@@ -34,7 +34,7 @@ def _provider(sup: Supervisor) -> VapiBackendProvider:
     return sup.provider
 
 
-async def handle_webhook(sup: Supervisor, headers: dict[str, str], body: Any) -> dict[str, Any]:
+async def handle_webhook(sup: ControlPlane, headers: dict[str, str], body: Any) -> dict[str, Any]:
     provider = _provider(sup)
     provider.verify(headers)  # before anything else: a forged request learns nothing
     msg = parse_server_message(body)
@@ -85,7 +85,7 @@ async def _run_tool(actor: Any, call: dict[str, Any]) -> dict[str, Any]:
 
 
 async def chat_completion(
-    sup: Supervisor, session_id: str, headers: dict[str, str], body: Any
+    sup: ControlPlane, session_id: str, headers: dict[str, str], body: Any
 ) -> AsyncIterator[bytes]:
     """Checks first (so errors are a JSON answer), then an SSE stream of the agent's reply."""
     provider = _provider(sup)

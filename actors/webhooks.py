@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.supervisor import Supervisor
+from actors.control_plane import ControlPlane
 from backend.errors import BackendError, ErrorCode
 
 
-async def apply_webhook(sup: Supervisor, body: str, authorization: str) -> dict[str, Any]:
+async def apply_webhook(sup: ControlPlane, body: str, authorization: str) -> dict[str, Any]:
     update = sup.provider.receive_webhook(body, authorization)  # 401 when forged or stale
     if update.kind == "ignored":
         return {"event": update.event, "sessions": []}
@@ -31,7 +31,7 @@ async def apply_webhook(sup: Supervisor, body: str, authorization: str) -> dict[
     return {"event": update.event, "sessions": applied}
 
 
-async def _apply(sup: Supervisor, kind: str, session_id: str) -> bool:
+async def _apply(sup: ControlPlane, kind: str, session_id: str) -> bool:
     if kind == "user_joined":
         return await sup.registry.annotate.remote(session_id, {"connection": "connected"})
     if kind == "user_dropped":

@@ -69,7 +69,10 @@ def get_registry(namespace: str) -> Any:
     ).remote(namespace)
 
 
-class Supervisor:
+class ControlPlane:
+    """The ingress's control-plane logic, shared by its HTTP routes and its Python handle methods:
+    create, close, list and health of sessions, through the registry and the session workers."""
+
     def __init__(self, provider_name: str, config: Config, namespace: str) -> None:
         self.namespace = namespace
         self.provider_name = provider_name
