@@ -21,11 +21,12 @@ from ray.exceptions import RayActorError
 from actors import metrics, observability
 from actors.errors import as_backend_error
 from actors.hooks import load_hook
+from actors.media_endpoints import direct_media, webrtc_media
 from actors.names import REGISTRY_NAME
 from actors.profile import DEFAULT_S2S_PROVIDER, placements, stage_options
 from actors.registry import SessionRegistry
-from actors.session_actor import SessionSpec
 from actors.session_ref import SessionRef
+from actors.session_spec import SessionSpec
 from backend import tracing
 from backend.auth import Credentials, Principal, authenticate, refuse_all
 from backend.errors import BackendError, ErrorCode
@@ -256,8 +257,8 @@ class ControlPlane:
                 agent_transport=agent_transport,
                 trace_context=tracing.inject(),
                 retention_hook=self._hooks.get("data_retention_hook"),
-                direct_media=self._direct_media(
-                    config, sc, session_id, media, media_info, media_base_url
+                direct_media=direct_media(
+                    self.provider, config, sc, session_id, media, media_info, media_base_url
                 ),
             )
             async with asyncio.timeout(max(config.timeout, 60.0)):
@@ -296,41 +297,6 @@ class ControlPlane:
             "worker": res["worker_name"],
             "warm_start": res["warm"],
             "state": "idle",
-        }
-
-    def _direct_media(
-        self,
-        config: Config,
-        sc: SessionConfig,
-        session_id: str,
-        media: Any,
-        media_info: dict[str, Any],
-        media_base_url: str,
-    ) -> dict[str, Any] | None:
-        """What the session needs to serve its websocket itself, when it can: our own native
-        websocket protocol, at the URL this backend chose (an operator's public media host, a
-        provider's wire format or its bot upstream stay on the Serve port)."""
-        ours = f"{media_base_url}/v1/sessions/{session_id}/audio"
-        native = (
-            self.provider.wire_codec(_media_of(session_id, sc)) is None
-            and type(self.provider).media_upstream is BackendProvider.media_upstream
-        )
-        if not (
-            config.media_direct
-            and sc.transport == "websocket"
-            and media.upstream_url is None
-            and media_info.get("url") == ours
-            and native
-        ):
-            return None
-        return {
-            "port_range": config.media_port_range,
-            "token": {k: media_info.get(k) for k in ("token", "token_expires_at")},
-            "limits": {
-                "max_frame_bytes": config.max_frame_bytes,
-                "output_bytes_per_s": 2 * int(sc.output_sample_rate_hz),
-                "stall_timeout_s": config.client_stall_timeout,
-            },
         }
 
     # -- close -----------------------------------------------------------------------------
@@ -503,33 +469,6 @@ class ControlPlane:
         for rec in reaped:
             with contextlib.suppress(Exception):
                 await self.provider.close_session(rec["session_id"])
-
-
-def webrtc_media(
-    media: dict[str, Any], session_id: str, media_base_url: str, options: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A webrtc session's media endpoint is its SDP offer URL (the provider may name its own
-    signalling route, `offer_path`); the client also needs the STUN/TURN servers. Returns
-    (media info for the client, options for the session's transport)."""
-    ws_url, suffix = str(media.get("url") or ""), f"/v1/sessions/{session_id}/audio"
-    base = ws_url.removesuffix(suffix) if ws_url.endswith(suffix) else media_base_url
-    base = base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-    ice_servers = list(options.get("ice_servers") or [])
-    info = {
-        **media,
-        "url": f"{base}/v1/sessions/{session_id}/{options.get('offer_path') or 'webrtc/offer'}",
-        "ice_servers": ice_servers,
-    }
-    return info, {"ice_servers": ice_servers, "host_addresses": options.get("host_addresses")}
-
-
-def _media_of(session_id: str, sc: SessionConfig) -> SessionMedia:
-    return SessionMedia(
-        session_id=session_id,
-        user_id=sc.user_id,
-        sample_rate_hz=sc.sample_rate_hz,
-        output_sample_rate_hz=sc.output_sample_rate_hz,
-    )
 
 
 def _check_placements(config: Config) -> None:

@@ -6,11 +6,11 @@ Admission and placement are one step: `reserve` checks the cap and takes a worke
 pool (`actors/warm_pool.py`) on the node with room, so two replicas can never both fill the last
 slot. The workers are owned by this actor: deleting it (undeploy) takes them all down.
 
-It pings every worker on an interval and keeps the last round, so a health check costs one call
-and no fan-out; a session whose worker died (or has not answered a ping for `MAX_MISSED_PINGS`
-rounds and `UNRESPONSIVE_REAP_S` seconds, or whose node left the cluster) is reaped and its slot
-freed. A late answer only marks the session unresponsive (health says so): on a saturated node
-every process answers late, and killing live calls for it would make the overload worse.
+It composes the runtime's parts, each plain Python tested without Ray: `Admission` (who may
+start), `WarmPool` (idle workers per node), `HostPool` (the nodes' shared stage hosts, with
+`actors/node_hosts.py`) and `health` (what a ping round concludes, and the report). It pings
+every worker and host on an interval and keeps the last round, so a health check costs one call
+and no fan-out; a session whose worker died, hung or left with its node is reaped.
 """
 
 from __future__ import annotations
@@ -19,35 +19,29 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import metrics
+from actors import health, metrics
+from actors.admission import Admission
 from actors.hooks import SecurityState
-from actors.host_pool import Host, HostPool
-from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE, STAGE_HOST_PREFIX
+from actors.host_pool import HostPool
+from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
+from actors.node_hosts import NodeHostsMixin
 from actors.profile import WorkerProfile, cpu_cores_per_call, stage_options
-from actors.stage_host import SttHostActor
-from actors.warm_pool import WarmPool, Worker
-from backend.auth import check_rate, check_user_quota
-from backend.errors import BackendError, ErrorCode
+from actors.session_actor import SessionActor
+from actors.warm_pool import WarmPool, Worker, WorkerOps
+from backend.auth import check_rate
+from backend.errors import BackendError
 from backend.iface import Config
 from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HEAD_RESOURCE", "REGISTRY_NAME", "SessionRegistry"]
-MAX_MISSED_PINGS = 3
-# The shortest silence after which a worker that is alive (Ray has not declared it dead) is taken
-# for hung. Three missed 1 s pings are only a busy machine: five LiveKit calls on two cores were
-# reaped mid-call that way, while the sessions themselves answered in milliseconds.
-UNRESPONSIVE_REAP_S = 15.0
-NEAR_CAPACITY = 0.9
 
 
 def alive_nodes() -> tuple[dict[str, int], dict[str, float]]:
@@ -56,6 +50,10 @@ def alive_nodes() -> tuple[dict[str, int], dict[str, float]]:
     slots = {n["NodeID"]: int(n.get("Resources", {}).get(SESSION_RESOURCE, 0)) for n in nodes}
     cpus = {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes}
     return slots, cpus
+
+
+async def _warm_worker(handle: Any) -> Any:
+    return await handle.warm.remote()
 
 
 def _kill(handle: Any) -> None:
@@ -98,14 +96,13 @@ def _wanted_hosts(profile: WorkerProfile | None) -> dict[str, tuple[str, str, di
 
 # On the head: admission state must not live on a node that hosts (and may lose) calls.
 @ray.remote(num_cpus=0, max_restarts=0, resources={HEAD_RESOURCE: 0.001})
-class SessionRegistry:
+class SessionRegistry(NodeHostsMixin):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.config = Config()
         self.rev = 0
-        self.pool = WarmPool(namespace)
+        self.pool = WarmPool(WorkerOps(self._start_worker, _warm_worker, _kill))
         self.hosts = HostPool(self._start_host, _kill, lambda h: h._actor_id.hex())
-        self.pool.hosts_for = self._hosts_for
         self.records: dict[str, dict[str, Any]] = {}
         self.reaped: list[dict[str, Any]] = []
         self.last_round: dict[str, Any] = {"at": None, "unresponsive": []}
@@ -115,9 +112,8 @@ class SessionRegistry:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._requested_slots = -1
-        self.admissions_by_replica: dict[str, int] = {}  # admission attempts per ingress replica
+        self.admission = Admission()
         self.security = SecurityState()
-        self.draining: str | None = None  # why admission stopped (the backend is shutting down)
         self.breakers: dict[str, dict[str, Any]] = {}  # provider -> worker -> breaker state
 
     # -- configuration ---------------------------------------------------------------------
@@ -154,10 +150,7 @@ class SessionRegistry:
         return {**self.config.model_dump(mode="json"), "_rev": self.rev}
 
     def effective_cap(self) -> int:
-        """The configured cap, bounded by the cluster's `voice_session` slots (0 = none set)."""
-        slots = self.pool.total_capacity()
-        cap = self.config.max_concurrent_sessions
-        return min(cap, slots) if cap else slots
+        return Admission.effective_cap(self.config, self.pool)
 
     # -- admission (no awaits: atomic) -----------------------------------------------------
     def reserve(self, session_id: str, record: dict[str, Any], rev: int = -1) -> dict[str, Any]:
@@ -165,48 +158,10 @@ class SessionRegistry:
         older than `rev` gets the current one back instead, to validate against and retry."""
         if rev != self.rev:
             return {"config": self.get_config()}
-        if self.draining is not None:
-            raise BackendError(
-                "create_session",
-                ErrorCode.SESSION_LIMIT_EXCEEDED,
-                f"draining: {self.draining}; no new sessions are admitted",
-                details={"draining": True},
-            )
-        replica = str(record.get("ingress_replica"))
-        self.admissions_by_replica[replica] = self.admissions_by_replica.get(replica, 0) + 1
-        cap = self.effective_cap()
-        active = len(self.records)
-        configured = self.config.max_concurrent_sessions
-        if self.pool.speech_full() and (not configured or active < configured):
-            raise BackendError(
-                "create_session",
-                ErrorCode.SESSION_LIMIT_EXCEEDED,
-                "at capacity: every node's speech capacity is in use (a node serves its CPUs x "
-                f"speech_load_threshold={self.config.speech_load_threshold:g} / "
-                f"{self.pool.cpu_share:g} cores per call of local speech models); retry later "
-                "or add a node",
-                details={"active_sessions": active, "max_sessions": cap, "speech_full": True},
-            )
-        if active >= cap:
-            raise BackendError(
-                "create_session",
-                ErrorCode.SESSION_LIMIT_EXCEEDED,
-                f"at capacity: {active} of {cap} sessions in use",
-                details={"active_sessions": active, "max_sessions": cap},
-            )
-        if session_id in self.records:
-            raise BackendError(
-                "create_session", ErrorCode.SESSION_ALREADY_ACTIVE, f"{session_id} exists"
-            )
-        check_user_quota(self.records, record.get("user_id", ""), self.config.max_sessions_per_user)
+        self.admission.admit(self.config, self.pool, self.records, session_id, record)
         worker = self.pool.take(session_id)
         if worker is None:
-            raise BackendError(
-                "create_session",
-                ErrorCode.SESSION_LIMIT_EXCEEDED,
-                f"at capacity: no node has a free {SESSION_RESOURCE} slot",
-                details={"active_sessions": active, "max_sessions": cap},
-            )
+            raise Admission.no_worker(len(self.records), self.effective_cap(), SESSION_RESOURCE)
         warm = worker.ready
         self.records[session_id] = {
             **record,
@@ -240,7 +195,7 @@ class SessionRegistry:
     def drain(self, reason: str) -> list[dict[str, Any]]:
         """Stop admitting (every replica asks here) and stop refilling the warm pool; returns
         the live sessions, which the supervisor lets finish up to `drain_timeout`."""
-        self.draining = reason
+        self.admission.draining = reason
         return self.list()
 
     def claim_close(self, session_id: str) -> dict[str, Any] | None:
@@ -359,7 +314,7 @@ class SessionRegistry:
             "free_slots": min(free, max(0, cap - active)) if cap else free,
             "warm_pool": {k: v for k, v in pool.items() if k != "nodes"},
             "nodes": pool["nodes"],
-            "admissions_by_replica": dict(self.admissions_by_replica),
+            "admissions_by_replica": dict(self.admission.by_replica),
             "placements": self.pool.profile.placements if self.pool.profile else {},
             "speech": {
                 "cpu_cores_per_call": self.pool.cpu_share,
@@ -372,55 +327,21 @@ class SessionRegistry:
         }
 
     def health(self) -> dict[str, Any]:
-        active = len(self.records)
-        cap = self.config.max_concurrent_sessions
-        utilization = active / cap if cap else 0.0
-        unresponsive = list(self.last_round["unresponsive"])
-        reasons = []
-        if cap and utilization >= NEAR_CAPACITY:
-            reasons.append(f"{utilization:.0%} of max_concurrent_sessions in use")
-        if unresponsive:
-            reasons.append(f"{len(unresponsive)} session(s) unresponsive")
-        if self.draining is not None:
-            reasons.append(f"draining: {self.draining}")
         live = {w.name for w in self.pool.workers.values()}
-        failing = {
-            provider: states
-            for provider, by_worker in self.breakers.items()
-            if (states := {w: s for w, s in by_worker.items() if w in live})
-        }
-        reasons += [f"provider {p}: circuit open in {len(s)} worker(s)" for p, s in failing.items()]
-        loop_alive = bool(self._tasks) and not any(t.done() for t in self._tasks)
-        status = "healthy" if not reasons else "degraded"
-        if not loop_alive:
-            status, reasons = "unhealthy", [*reasons, "health monitor not running"]
-        capacity = self.capacity()
-        return {
-            "status": status,
-            "active_sessions": active,
-            "max_concurrent_sessions": cap,
-            "last_check": self.last_round["at"] or datetime.now(UTC).isoformat(),
-            "details": {
-                "active_sessions": active,
-                "max_sessions": cap,
-                "session_slots": capacity["session_slots"],
-                "free_slots": capacity["free_slots"],
-                "warm_pool_idle": capacity["warm_pool"]["idle"],
-                "warm_pool_size": self.config.warm_pool_size,
-                "nodes": len(capacity["nodes"]),
-                "session_utilization": round(utilization, 4),
-                "connection_state": "connected" if loop_alive else "disconnected",
-                "unresponsive_sessions": len(unresponsive),
-                "unresponsive_session_ids": unresponsive,
+        return health.report(
+            config=self.config,
+            active=len(self.records),
+            last_round=self.last_round,
+            draining=self.admission.draining,
+            failing=health.open_breakers(self.breakers, live),
+            monitor_alive=bool(self._tasks) and not any(t.done() for t in self._tasks),
+            capacity=self.capacity(),
+            totals={
                 "sessions_total": self.sessions_total,
                 "reaped_total": self.reaped_total,
-                "circuit_breakers": failing,
-                "speech_capacity_by_node": capacity["speech"]["capacity_by_node"],
-                "stage_hosts": capacity["stage_hosts"],
                 "stage_host_failovers": self.hosts.failovers,
-                "reasons": reasons,
             },
-        }
+        )
 
     def shutdown(self) -> int:
         """Stop every worker (undeploy, after the sessions were closed)."""
@@ -431,58 +352,14 @@ class SessionRegistry:
         self.hosts.stop_all()
         return n
 
-    # -- node-shared stage hosts -------------------------------------------------------------
-    def _start_host(self, node_id: str, kind: str, provider: str, options: dict[str, Any]) -> Any:
-        # Up to twice the node's CPUs recognisers: decoding releases the GIL, and an utterance
-        # holds one from its first audio to its final, part of which is waiting for speech.
-        cpus = max(1, int(self.pool.cpus.get(node_id, 1)))
-        return SttHostActor.options(
-            name=f"{STAGE_HOST_PREFIX}{kind}:{node_id[:12]}:{uuid.uuid4().hex[:8]}",
+    # -- session worker processes ------------------------------------------------------------
+    def _start_worker(self, name: str, node_id: str, profile: WorkerProfile) -> Any:
+        return SessionActor.options(
+            name=name,
             namespace=self.namespace,
+            resources={SESSION_RESOURCE: 1},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(provider, options, max_streams=2 * cpus)
-
-    def _hosts_for(self, node_id: str) -> dict[str, Any]:
-        """Stage kind -> the node's live host, for a worker starting there (started now if the
-        profile changed since the pool's last pass)."""
-        self._ensure_hosts()
-        return {h.kind: h.handle for h in self.hosts.for_node(node_id).values()}
-
-    def stage_host_failover(self, node_id: str, key: str, dead_actor_id: str) -> Any:
-        """A call found its node's host dead: promote the spare (once, whoever asks first) and
-        hand back the live host. No awaits: concurrent askers see one promotion."""
-        live = self.hosts.live(node_id, key)
-        if live is not None and live.actor_id == dead_actor_id:
-            live = self.hosts.lost(dead_actor_id)
-            self._wake_pool()
-        return None if live is None else live.handle
-
-    def _ensure_hosts(self) -> None:
-        current = self.pool.profile.key if self.pool.profile is not None else None
-        old_calls = any(
-            w.session_id is not None and w.profile_key != current
-            for w in self.pool.workers.values()
-        )
-        keep = {h.key for h in self.hosts.hosts()} if old_calls else set()
-        self.hosts.ensure(list(self.pool.slots), keep)
-
-    async def _ping_hosts(self, deadline_s: float) -> None:
-        hosts = self.hosts.hosts()
-        results = await asyncio.gather(*(self._host_stats(h, deadline_s) for h in hosts))
-        for h, stats in zip(hosts, results, strict=True):
-            if stats == "dead":
-                self.hosts.lost(h.actor_id)
-                self._wake_pool()
-            elif isinstance(stats, dict):
-                h.stats, h.pid, h.ready = stats, stats.get("pid"), True
-
-    async def _host_stats(self, h: Host, deadline_s: float) -> dict[str, Any] | str:
-        try:
-            return await asyncio.wait_for(h.handle.stats.remote(), deadline_s)
-        except (TimeoutError, GetTimeoutError):
-            return "timeout"  # loading its first model, or a busy node
-        except RayActorError:
-            return "dead"
+        ).remote(name, profile, self.namespace, self._hosts_for(node_id))
 
     # -- warm pool -------------------------------------------------------------------------
     def _wake_pool(self) -> None:
@@ -492,7 +369,7 @@ class SessionRegistry:
         while True:
             await self.pool.changed.wait()
             self.pool.changed.clear()
-            if self.draining is not None:
+            if self.admission.draining is not None:
                 continue  # shutting down: no new spares
             try:
                 self._ensure_hosts()
@@ -538,31 +415,19 @@ class SessionRegistry:
         unresponsive = []
         for w, outcome in zip(workers, results, strict=True):
             sid = w.session_id
-            if outcome == "dead":
+            verdict = health.judge(w, outcome)
+            if verdict.reap is not None:
                 self.pool.kill(w)
                 if sid is not None:
-                    self._reap(sid, "session actor died")
+                    self._reap(sid, verdict.reap)
                 self._wake_pool()
-            elif outcome == "timeout":
-                w.missed_pings += 1
-                if sid is not None:
-                    unresponsive.append(sid)
-                silent_s = time.monotonic() - w.answered_at
-                if w.missed_pings >= MAX_MISSED_PINGS and silent_s >= UNRESPONSIVE_REAP_S:
-                    self.pool.kill(w)
-                    if sid is not None:
-                        self._reap(sid, f"no answer to health pings for {silent_s:.0f} s")
-                    self._wake_pool()
-            else:
-                w.missed_pings = 0
-                w.answered_at = time.monotonic()
-                rec = self.records.get(sid) if sid is not None else None
-                if rec is not None and rec.get("status") == "active":
-                    rec["state"] = outcome
-        self.last_round = {
-            "at": datetime.now(UTC).isoformat(),
-            "unresponsive": [s for s in unresponsive if s in self.records],
-        }
+            elif verdict.unresponsive and sid is not None:
+                unresponsive.append(sid)
+            elif verdict.state is not None and sid in self.records:
+                rec = self.records[sid]
+                if rec.get("status") == "active":
+                    rec["state"] = verdict.state
+        self.last_round = health.round_summary(unresponsive, self.records)
         self._wake_pool()  # idle spares above target are trimmed on a clock
 
     async def _ping(self, w: Worker, deadline_s: float) -> str:

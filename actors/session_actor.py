@@ -1,15 +1,13 @@
 """`SessionActor`: the Ray actor that hosts one voice call at a time.
 
-A worker is created idle by the warm pool (`actors/warm_pool.py`), named `worker:<id>` for its
-whole life (Ray names are fixed at creation), holding one `voice_session` unit. `warm()` starts
-its STT and TTS stage actors on its own node and loads their models; `start(spec)` binds it to a
-session in milliseconds; `close()` unbinds it, after which the registry either keeps it for the
-next session or recycles it (after `worker_max_sessions` sessions, or past
-`worker_max_memory_mb`). Every call from a client comes through `call(session_id, ...)` (see
-`actors/session_ref.py`), so a handle kept after a session ended can never reach the next one.
-
-VAD and resampling run inside this actor: they cost microseconds per frame, far less than an
-actor hop (2.4 ms, DESIGN.md).
+A session's life: the warm pool creates the worker idle, named `worker:<id>` for its whole life,
+holding one `voice_session` unit; `warm()` opens its stages where the profile places them
+(`actors/stage_placement.py`) and warms every model up; `start(spec)` binds it to a session in
+milliseconds; `close()` unbinds it, and the registry keeps it for the next session or recycles
+it. Every call from a client comes through `call(session_id, ...)` (`actors/session_ref.py`), so
+a handle kept after a session ended never reaches the next one. Its media paths are in
+`actors/session_media.py`. VAD and resampling run in this process: microseconds per frame,
+far less than an actor hop.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -31,70 +28,25 @@ from actors.metrics import record_turn
 from actors.names import REGISTRY_NAME
 from actors.observability import ObservedSession
 from actors.profile import DEFAULT_S2S_PROVIDER, WorkerProfile
+from actors.session_media import SessionMediaMixin
+from actors.session_spec import SessionSpec, settings_from
 from actors.stage_actors import placement
 from actors.stage_host import HostedSTT
 from actors.stage_placement import open_stt, open_tts, start_s2s_stage
-from backend.auth import check_media_token, retention_record
+from backend.auth import retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
-from pipelines.endpointing import EndpointingConfig
 from pipelines.session import SessionRuntime
-from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.base import MediaTransport
 from providers import resilience
 from providers.agents import build_agent
-from providers.backend import TransportSpec
 from providers.base import STT, TTS, VAD, S2sOptions
 from providers.registry import S2S_PROVIDERS, TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
-from providers.wire import WireCodec
 
 log = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
-STALLED_GOODBYE_S = 60.0  # how long a stalled client's socket may take to take its `closed`
-
-
-@dataclass
-class SessionSpec:
-    """Everything a session needs beyond the worker's profile, built by the supervisor."""
-
-    session_id: str
-    user_id: str
-    config: dict[str, Any]  # Config.model_dump()
-    sample_rate_hz: int
-    output_sample_rate_hz: int
-    namespace: str
-    pipeline_type: str = PipelineType.STT_TTS.value
-    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    agent_spec: dict[str, Any] | None = None
-    agent_callback: Any = None  # shipped with cloudpickle; runs inside this actor
-    agent_instance: Any = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    transport: str = "websocket"
-    transport_options: dict[str, Any] = field(default_factory=dict)  # e.g. WebRtcOptions
-    agent_transport: TransportSpec | None = None  # media this actor joins itself (LiveKit room)
-    trace_context: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the create
-    retention_hook: bytes | None = None  # the cloudpickled data_retention_hook, run at close
-    # Serve the call's websocket from this process (`actors/media/server.py`): the media token
-    # record it checks, and what one connection may cost.
-    direct_media: dict[str, Any] | None = None
-
-
-def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSettings:
-    return PipelineSettings(
-        output_sample_rate_hz=output_sample_rate_hz,
-        latency_target_s=config.latency_target,
-        endpointing=EndpointingConfig(min_silence_s=config.min_endpointing_delay),
-        max_endpointing_delay_s=config.max_endpointing_delay,
-        allow_interruptions=config.allow_interruptions,
-        min_interruption_s=config.min_interruption_duration,
-        retry=RetryPolicy(
-            timeout_s=config.timeout,
-            max_retries=config.max_retries,
-            retry_delay_s=config.retry_delay,
-        ),
-    )
 
 
 def rss_mb() -> float:
@@ -102,7 +54,7 @@ def rss_mb() -> float:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
-class SessionActor(ObservedSession):
+class SessionActor(SessionMediaMixin, ObservedSession):
     def __init__(
         self,
         worker_name: str,
@@ -263,57 +215,6 @@ class SessionActor(ObservedSession):
         self.sessions_served += 1
         return {**where, "sessions_served": self.sessions_served}
 
-    async def _serve_media(self, spec: SessionSpec) -> str:
-        """Attach the session to this process's websocket server (started on first use)."""
-        from actors.media import LocalPort, MediaServer, RelayLimits, parse_port_range
-
-        direct = dict(spec.direct_media or {})
-        if self._media_server is None:
-            server = MediaServer(
-                ports=parse_port_range(direct.get("port_range")),
-                advertise_host=ray.util.get_node_ip_address(),
-            )
-            await server.start()
-            self._media_server = server
-        self._media_token = dict(direct.get("token") or {})
-
-        def check_token(token: str) -> None:
-            check_media_token({"media": self._media_token}, token, "websocket")
-
-        return self._media_server.attach(
-            spec.session_id,
-            LocalPort(self._rt),
-            check_token=check_token,
-            codec=None,
-            limits=RelayLimits(**direct.get("limits", {})),
-            on_stall=self._stalled,
-        )
-
-    async def _stalled(self, reason: str) -> None:
-        """The direct websocket's client stopped reading and sending: close the session with
-        that reason. Its `closed` event goes out first (the relay ends the socket with it), then
-        the registry frees the slot and takes this worker back, as a close by request would.
-        The relay keeps the closed session's runtime, never the next one's."""
-        session_id = self.session_id
-        if session_id is None or self.runtime is None:
-            return
-        await self.runtime.aclose(reason)
-        server = self._media_server
-        if server is not None:
-            server.forget(session_id)  # its relay ends the socket with the reason
-        report = await self.close(reason)
-        registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
-        # The slot is free at once; this worker rejoins the pool once the stalled socket has
-        # had its goodbye (or given up on it), so no recycle cuts it short.
-        await registry.session_closed_here.remote(session_id, reason, self.worker_name)
-        if server is not None:
-            await server.drained(session_id, STALLED_GOODBYE_S)
-        await registry.worker_released.remote(self.worker_name, report)
-
-    def set_media_token(self, token: str, expires_at: float | None) -> None:
-        """The owner renewed the media token (`POST /v1/sessions/{id}/media_token`)."""
-        self._media_token = {"token": token, "token_expires_at": expires_at}
-
     async def _retain(self, reason: str) -> None:
         """Data retention at session end: the hook gets what is configured to be kept; the
         transcript is dropped here either way, so nothing returns it afterwards."""
@@ -430,108 +331,6 @@ class SessionActor(ObservedSession):
         if self.runtime is None:
             raise BackendError("session", ErrorCode.SESSION_NOT_ACTIVE, "session is not started")
         return self.runtime
-
-    # -- media -----------------------------------------------------------------------------
-    def start_media(self) -> str:
-        self._rt().start()
-        return self._rt().state.value
-
-    def push_audio(self, frames: list[bytes]) -> list[dict[str, Any]]:
-        return self._rt().push_audio(frames)
-
-    def send_audio(self, pcm16: bytes) -> None:
-        self._rt().send_audio(pcm16)
-
-    async def webrtc_offer(
-        self,
-        sdp: str,
-        sdp_type: str = "offer",
-        codec: WireCodec | None = None,
-        pc_id: str | None = None,
-        restart: bool = False,
-        relay_to: str | None = None,
-    ) -> dict[str, str]:
-        """Terminate the client's peer connection here; returns the SDP answer and its `pc_id`.
-        An offer naming the call's `pc_id` renegotiates it (`restart`: on a new connection).
-        `codec`: the data channel's protocol, when a provider's (Pipecat's SmallWebRTC).
-        `relay_to`: a bot's SmallWebRTC offer URL: the call is relayed to that bot."""
-        from pipelines.transports.webrtc import WebRtcOptions, WebRtcTransport  # ~40 MB: lazily
-        from pipelines.transports.webrtc_relay import WebRtcRelay
-
-        rt = self._rt()
-        assert self.spec is not None
-        if self.spec.transport != "webrtc":
-            raise BackendError(
-                "webrtc.offer",
-                ErrorCode.INVALID_CONFIG,
-                f"transport: this session uses {self.spec.transport}, not webrtc",
-                field="transport",
-            )
-        if isinstance(self.media, WebRtcTransport) and pc_id and pc_id == self.media.pc_id:
-            return await self.media.renegotiate(sdp, sdp_type, restart)
-        if self.media is not None:
-            detail = f"pc_id: no call {pc_id!r} here" if pc_id else "a peer is already connected"
-            raise BackendError("webrtc.offer", ErrorCode.SESSION_ALREADY_ACTIVE, detail)
-        options = WebRtcOptions(**self.spec.transport_options)
-        transport = (
-            WebRtcRelay(options, relay_to, on_closed=self._peer_gone)
-            if relay_to
-            else WebRtcTransport(options, on_closed=self._peer_gone, codec=codec)
-        )
-        self.media = transport
-        try:
-            await transport.start(rt)
-            return await transport.answer(sdp, sdp_type)
-        except BaseException:
-            self.media = None
-            await transport.aclose()
-            raise
-
-    async def webrtc_candidates(self, pc_id: str, candidates: list[dict[str, Any]]) -> None:
-        """ICE candidates the client trickles after its offer ({candidate, sdp_mid,
-        sdp_mline_index} each)."""
-        from pipelines.transports.webrtc import WebRtcTransport
-
-        if not isinstance(self.media, WebRtcTransport) or pc_id != self.media.pc_id:
-            raise BackendError(
-                "webrtc.candidate", ErrorCode.SESSION_NOT_FOUND, f"pc_id: no call {pc_id!r} here"
-            )
-        for c in candidates:
-            await self.media.add_candidate(
-                c["candidate"], c.get("sdp_mid"), c.get("sdp_mline_index")
-            )
-
-    async def _peer_gone(self, reason: str) -> None:
-        """The peer (WebRTC, or the user of a LiveKit room) left: end the session, free its
-        slot, and exit this actor (which also ends its stage actors). The registry hands the
-        record to the supervisor, which releases the provider's side, as for a reaped session."""
-        session_id = self.session_id
-        log.info("session %s: %s; ending the session", session_id, reason)
-        # The session's last events (`closed`; Pipecat's `peerLeft`) go out to a peer still
-        # there before the registry is told: it kills this worker as it frees the slot.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5.0):
-                if self.runtime is not None:
-                    await self.runtime.aclose(reason)
-                if self.media is not None:
-                    await self.media.aclose()
-        with contextlib.suppress(Exception):
-            registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
-            await registry.session_ended.remote(session_id, reason)
-        await self.close(reason)
-        # This worker's peer connection and state are gone with the call: retire it.
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-
-    async def poll(
-        self,
-        audio: bool = True,
-        events: bool = True,
-        timeout_s: float = 10.0,
-        max_audio_bytes: int | None = None,
-    ) -> dict[str, Any]:
-        return await self._rt().outbox.poll(
-            audio=audio, events=events, timeout_s=timeout_s, max_audio_bytes=max_audio_bytes
-        )
 
     # -- control ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

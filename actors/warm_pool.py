@@ -17,15 +17,12 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-from actors.names import SESSION_RESOURCE, WORKER_PREFIX
+from actors.names import WORKER_PREFIX
 from actors.profile import WorkerProfile
-from actors.session_actor import SessionActor
 from backend.iface import Config
 
 log = logging.getLogger(__name__)
@@ -36,6 +33,16 @@ WARM_FAILURE_BACKOFF_S = (1.0, 30.0)  # first and longest pause after a worker f
 # a session could use, see `free`), and the ones above target are stopped after being idle this
 # long: under steady churn returned workers serve the next sessions and few processes start.
 IDLE_TRIM_S = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerOps:
+    """How the pool starts, warms and stops a worker process (the registry gives it Ray's):
+    the pool itself is plain bookkeeping, tested without Ray."""
+
+    start: Callable[[str, str, WorkerProfile], Any]  # (name, node id, profile) -> handle
+    warm: Callable[[Any], Awaitable[Any]]  # load every model; raises if the worker cannot
+    stop: Callable[[Any], None]
 
 
 @dataclass(slots=True)
@@ -54,15 +61,14 @@ class Worker:
 
 
 class WarmPool:
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+    def __init__(self, ops: WorkerOps) -> None:
+        self.ops = ops
         self.workers: dict[str, Worker] = {}
         self.slots: dict[str, int] = {}  # alive node id -> voice_session units
         self.cpus: dict[str, float] = {}  # alive node id -> CPUs (for speech capacity)
         self.cpu_share = 0.0  # CPU cores a call of the running profile declares (0: hosted)
         self.load_threshold = 0.75
         # The node's shared stage hosts a worker there needs (kind -> handle), for `warm`.
-        self.hosts_for: Any = lambda node_id: {}
         self.profile: WorkerProfile | None = None
         self.size = 0
         self.max_starting = 1
@@ -241,7 +247,7 @@ class WarmPool:
     def kill(self, w: Worker) -> None:
         self._drop(w)
         with contextlib.suppress(Exception):
-            ray.kill(w.handle)
+            self.ops.stop(w.handle)
 
     def _drop(self, w: Worker) -> None:
         self.workers.pop(w.name, None)
@@ -267,7 +273,10 @@ class WarmPool:
                 over = u["idle"] + u["warming"] - self.ceiling(node_id)
                 self._trim(node_id, excess, over)
                 continue
-            room = min(target - u["idle"] - u["warming"], self.max_starting - u["starting"])
+            # While calls are live here, one worker starts at a time: a process start takes a
+            # core for ~1 s, and the calls' audio must not wait for the pool.
+            limit = 1 if u["sessions"] else self.max_starting
+            room = min(target - u["idle"] - u["warming"], limit - u["starting"])
             for _ in range(max(0, room)):
                 self._start(node_id)
                 started += 1
@@ -286,12 +295,7 @@ class WarmPool:
     def _start(self, node_id: str) -> Worker:
         assert self.profile is not None
         name = f"{WORKER_PREFIX}{uuid.uuid4().hex[:12]}"
-        handle = SessionActor.options(
-            name=name,
-            namespace=self.namespace,
-            resources={SESSION_RESOURCE: 1},
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(name, self.profile, self.namespace, self.hosts_for(node_id))
+        handle = self.ops.start(name, node_id, self.profile)
         w = Worker(name=name, handle=handle, node_id=node_id, profile_key=self.profile.key)
         self.workers[name] = w
         self.stats["started"] += 1
@@ -302,7 +306,7 @@ class WarmPool:
 
     async def _warm(self, w: Worker) -> None:
         try:
-            await w.handle.warm.remote()
+            await self.ops.warm(w.handle)
         except Exception as exc:
             if w.name not in self.workers:
                 return  # stopped on purpose while loading
