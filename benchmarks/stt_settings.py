@@ -94,22 +94,13 @@ def clips() -> list[dict[str, Any]]:
 
 
 def pruned_dict(words: int) -> str:
-    """The bundled dictionary cut to the language model's `words` likeliest unigrams (a word
-    outside the dictionary drops out of the search)."""
-    from pocketsphinx import Decoder, get_model_path
+    """The bundled dictionary cut to the language model's `words` likeliest words. Nothing is
+    added for the phrase set: "cancel" ranks 5,161st, so dict_5k cannot hear it."""
+    from providers.pocketsphinx.prune_dict import prune
 
     path = CACHE / f"en-us-{words}.dict"
     if not path.exists():
-        lm = Decoder(samprate=16000, loglevel="FATAL").get_lm()
-        full = Path(get_model_path("en-us")) / "cmudict-en-us.dict"
-        lines = full.read_text().splitlines()
-        base = {line.split()[0].split("(")[0] for line in lines if line.strip()}
-        keep = set(sorted(base, key=lambda w: lm.prob([w]), reverse=True)[:words])
-        keep |= {w for p in PHRASES for w in p.split()}  # never prune the phrases' own words
-        path.write_text(
-            "\n".join(ln for ln in lines if ln.strip() and ln.split()[0].split("(")[0] in keep)
-            + "\n"
-        )
+        prune(words, path)
     return str(path)
 
 
@@ -141,13 +132,24 @@ def settings() -> dict[str, dict[str, Any]]:
 
 
 def combos() -> dict[str, dict[str, Any]]:
-    """Second round: the cheap settings that kept accuracy, together (filled in from round 1)."""
+    """Second round: finer steps around round one's findings, and the cheap ones together."""
+
+    def opts(**o: Any) -> dict[str, Any]:
+        return {"decoder_options": o}
+
     return {
-        "fwdflat_off+topn_2": {"decoder_options": {"fwdflat": False, "topn": 2}},
-        "fwdflat_off+maxhmmpf_3000": {"decoder_options": {"fwdflat": False, "maxhmmpf": 3000}},
-        "fwdflat_off+beam_1e-40": {
-            "decoder_options": {"fwdflat": False, "beam": 1e-40, "wbeam": 1e-24, "pbeam": 1e-40}
-        },
+        "beam_1e-44": opts(beam=1e-44, pbeam=1e-44),
+        "wbeam_1e-24": opts(wbeam=1e-24),
+        "maxwpf_20": opts(maxwpf=20),
+        "maxwpf_10": opts(maxwpf=10),
+        "pl_window_0": opts(pl_window=0),
+        "pl_window_10": opts(pl_window=10),
+        "dict_10k": opts(dict=pruned_dict(10000)),
+        "dict_40k": opts(dict=pruned_dict(40000)),
+        "dict_20k+maxhmmpf_10000": opts(dict=pruned_dict(20000), maxhmmpf=10000),
+        "dict_20k+maxhmmpf_3000": opts(dict=pruned_dict(20000), maxhmmpf=3000),
+        "dict_20k+fwdflat_off": opts(dict=pruned_dict(20000), fwdflat=False),
+        "dict_10k+fwdflat_off": opts(dict=pruned_dict(10000), fwdflat=False),
     }
 
 
@@ -215,18 +217,29 @@ def run_one(name: str, kwargs: dict[str, Any], items: list[dict[str, Any]]) -> d
     return asyncio.run(main())
 
 
-def first_turn(warm: bool, clip: str) -> dict[str, Any]:
-    """In this fresh process: load, optionally `warm_up()`, then decode the same clip 3 times;
-    CPU and wall seconds of each decode."""
-    from providers.pocketsphinx.stt import PocketsphinxSTT
+def first_turn(mode: str, clip: str) -> dict[str, Any]:
+    """In this fresh process: load, `warm_up()` if `mode` is "warm", then decode the same clip
+    3 times; CPU and wall seconds of each decode. "before": pocketsphinx's own settings (the
+    provider's before this sweep), no warm-up; "cold": the provider's, no warm-up."""
+    from providers.pocketsphinx import stt as provider
 
+    if mode == "before":
+        provider.DECODER_OPTIONS.clear()
+    warm = mode == "warm"
     pcm = Path(clip).read_bytes()
-    stt = PocketsphinxSTT()
+    t0 = time.perf_counter()
+    stt = provider.PocketsphinxSTT()
+    load_ms = round(1000 * (time.perf_counter() - t0), 1)
 
     async def main() -> dict[str, Any]:
+        t1 = time.perf_counter()
         if warm:
             await stt.warm_up()
-        out: dict[str, Any] = {"cpu_ms": [], "wall_ms": [], "finish_wall_ms": [], "text": []}
+        out: dict[str, Any] = {
+            "load_ms": load_ms,
+            "warm_up_ms": round(1000 * (time.perf_counter() - t1), 1),
+            **{k: [] for k in ("cpu_ms", "wall_ms", "finish_wall_ms", "text")},
+        }
         for _ in range(3):
             c0, w0 = time.process_time(), time.perf_counter()
             stream = stt.stream()
@@ -278,10 +291,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="comma-separated setting names")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per setting (CPU: median)")
     ap.add_argument("--first-turn-runs", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS / "stt_settings.json"))
     ap.add_argument("--_one", help=argparse.SUPPRESS)
-    ap.add_argument("--_first", choices=["cold", "warm"], help=argparse.SUPPRESS)
+    ap.add_argument("--_first", choices=["before", "cold", "warm"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     items = clips()
     table = settings() | combos()
@@ -290,15 +304,21 @@ def main() -> None:
         return
     if args._first:
         clip = next(c for c in items if c["text"] == FIRST_TURN_TEXT)
-        print(json.dumps(first_turn(args._first == "warm", clip["path"])))
+        print(json.dumps(first_turn(args._first, clip["path"])))
         return
 
     out_path = Path(args.out)
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     done = {r["setting"]: r for r in previous.get("settings", [])}
-    names = args.only.split(",") if args.only else list(table)
-    for name in names:
+    names = [n for n in args.only.split(",") if n] if args.only is not None else list(table)
+    cpu_runs: dict[str, list[float]] = {}
+    for name in [n for _ in range(args.repeat) for n in names]:  # interleaved: same load
         row = _in_subprocess("--_one", name)
+        cpu_runs.setdefault(name, []).append(row["cpu_s_per_speech_s"])
+        if name in done and len(cpu_runs[name]) > 1:  # a repeat: decoding is deterministic
+            assert row["hypotheses"] == done[name]["hypotheses"], name
+        row["cpu_s_per_speech_s_runs"] = cpu_runs[name]
+        row["cpu_s_per_speech_s"] = round(statistics.median(cpu_runs[name]), 4)
         done[name] = row
         print(
             f"{name:28s} cpu/speech-s {row['cpu_s_per_speech_s']:.3f}  "
@@ -309,7 +329,7 @@ def main() -> None:
         _write(out_path, previous, done)
     if args.first_turn_runs:
         ft: dict[str, Any] = {}
-        for mode in ("cold", "warm"):
+        for mode in ("before", "cold", "warm"):
             runs = [_in_subprocess("--_first", mode) for _ in range(args.first_turn_runs)]
             ft[mode] = {
                 "runs": runs,
@@ -317,11 +337,14 @@ def main() -> None:
                     f"{k}_p50": [statistics.median(r[k][i] for r in runs) for i in range(3)]
                     for k in ("cpu_ms", "wall_ms", "finish_wall_ms")
                 },
+                "load_ms_p50": statistics.median(r["load_ms"] for r in runs),
+                "warm_up_ms_p50": statistics.median(r["warm_up_ms"] for r in runs),
             }
             print(mode, {k: v for k, v in ft[mode].items() if k != "runs"}, flush=True)
         previous["first_turn"] = {
             "clip": f"{FIRST_TURN_TEXT!r}, {VOICES[0]}, {RATES_WPM[0]} wpm",
-            "how": "fresh process: load, warm_up() or not, then the same clip 3 times",
+            "how": "fresh process each run: load, warm_up() (warm only), the same clip 3 times; "
+            "before: pocketsphinx's own settings (the old defaults); p50 over the runs",
             **ft,
         }
         _write(out_path, previous, done)
