@@ -276,10 +276,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    colour = {"default": "tab:red", "new_defaults": "tab:green"}
     for r in rows:
-        ax.scatter(r["cpu_s_per_speech_s"], r["word_accuracy"], color="tab:blue")
-        ax.annotate(r["setting"], (r["cpu_s_per_speech_s"], r["word_accuracy"]), fontsize=7)
+        x, y = r["cpu_s_per_speech_s"], r["word_accuracy"]
+        ax.scatter(x, y, color=colour.get(r["setting"], "tab:blue"), zorder=3)
+        ax.annotate(r["setting"], (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6)
     ax.set_xlabel("CPU seconds per second of speech (process time, single thread)")
     ax.set_ylabel("word accuracy (1 - WER)")
     ax.set_title("pocketsphinx settings on espeak-ng phrases (3 voices × 2 speeds)")
