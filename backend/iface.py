@@ -121,6 +121,10 @@ class Config(_Model):
     # backchannel ("yeah", "ok") and the agent goes on.
     allow_interruptions: bool = True
     min_interruption_duration: float = Field(default=0.5, ge=0.05, le=5.0, description="seconds")
+    # Silence after which the STT is asked for its transcript, while the endpointing delay is
+    # still confirming the turn (the pipeline's early finish); 0 or None: only once it has.
+    # Only takes effect below the turn's endpointing delay.
+    stt_early_finish_s: float | None = Field(default=0.15, ge=0.0, le=10.0, description="seconds")
     health_check_interval: float = Field(default=5.0, ge=0.2, le=300.0, description="seconds")
     # Warm pool (per node): idle session workers with their models loaded, so a new session
     # binds in milliseconds instead of starting three processes (~1 s each).
@@ -200,6 +204,7 @@ class Config(_Model):
         "min_endpointing_delay",
         "max_endpointing_delay",
         "min_interruption_duration",
+        "stt_early_finish_s",
         "health_check_interval",
         "media_token_ttl",
         "client_stall_timeout",
@@ -207,6 +212,11 @@ class Config(_Model):
         "circuit_reset_timeout",
         mode="before",
     )(_seconds)
+
+    @field_validator("stt_early_finish_s")
+    @classmethod
+    def _early_finish_off(cls, v: float | None) -> float | None:
+        return v or None  # 0 would finish at every frame of speech: it means off
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -54,6 +54,11 @@ class STT(ABC):
         first turn; called once when the stage starts. Embedded providers have nothing to do."""
         return None
 
+    async def warm_up(self) -> None:
+        """Run the model once on a short clip before the worker counts as ready, so the first
+        turn of a call is no slower than later ones. Leaves no utterance state behind."""
+        return None
+
     async def recognize(self, pcm16: bytes) -> str:
         """Whole-utterance recognition, built from the streaming contract."""
         s = self.stream()
@@ -83,6 +88,10 @@ class TTS(ABC):
 
     async def connect(self) -> None:
         """As `STT.connect`: open the session's long-lived connection before the first turn."""
+        return None
+
+    async def warm_up(self) -> None:
+        """As `STT.warm_up`: synthesize something short once, before the first reply."""
         return None
 
     # Optional: `synthesize` calls between these two are the sentences of one reply. A provider

@@ -152,6 +152,11 @@ class EspeakTTS(TTS):
         self.capabilities = TtsCapabilities(streaming=True, sample_rate_hz=rate_hz)
         self._chunk_bytes = rate_hz // 10 * 2  # 100 ms of PCM16
 
+    async def warm_up(self) -> None:
+        """One short word, so the first reply does not pay for the voice's first use."""
+        async for _ in self.synthesize("ok"):
+            pass
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         sentences = split_sentences(text.replace("\0", " "))
         for i, sentence in enumerate(sentences):

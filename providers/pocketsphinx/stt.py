@@ -1,43 +1,27 @@
 """PocketSphinx 5 speech recognition, streaming, with the wheel's bundled US English model.
 
-Audio is decoded while the user speaks, so only `end_utt` is left when speech ends. The decoder
-takes ~0.4 s to load, so one is kept per instance and reused; PocketSphinx has one utterance
-in flight per decoder, so a new `stream()` abandons any unfinished one.
-
-The acoustic model is trained with per-utterance (batch) cepstral mean normalisation, and live
-mode starts from a fixed guess that is far from many voices: decoded that way, "hello world" from
-espeak comes out as "oh world". So the start of each utterance is held back, its cepstral mean
-measured (a cheap feature-only pass) over `cmn_window_s` of audio from `cmn_lead_s` before the
-first loud 10 ms frame, and set; then it is decoded, streaming from there on. An utterance too
-short for the window is decoded whole by `finish`. The estimate swings with the share of silence
-in what it measures, and the VAD's pre-roll puts 0.1–0.3 s of it before the words: anchored to
-the onset, the same words give the same estimate. On 85 Opus round trips of the tests' phrases
-and 10 LiveKit calls, "hello world" went from 52/55 right (the mean over whatever the first
-128 ms pushes past 0.8 s held) to 55/55, "stop please" from 17/30 to 20/30 (the misses are
-"stop it please"). Of 20 more LiveKit calls' "hello world"s, 20 were right before and 19 after:
-on real calls the gain is within the noise; what is sure is that the same audio gives the same
-words however it was cut. The window (0.8 s by default) is a trade: longer ones leave the decoder a
-longer backlog to catch up on at the end of speech (decoding runs at ~0.3× real time here), which
-the pipeline's early finish can no longer hide within the endpointing delay.
-
-Digital silence (exact zeros, as synthesized or gated audio has) sends the front end's log
-energies to their floor and the decoder loses word onsets ("hello world" → "oh we're ill"). A
-microphone never gives exact zeros, so a faint, seeded noise floor (`noise_floor`, ~-60 dBFS) is
-added to what the decoder sees: with it, espeak-ng's "hello world" is recognised exactly.
+Audio is decoded while the user speaks, so only `end_utt` is left when speech ends; one decoder
+(~0.4 s to load) is kept per instance, one utterance in flight. Each utterance's cepstral mean is
+measured over a fixed window anchored to the speech onset (the model expects batch CMN; live CMN
+heard espeak's "hello world" as "oh world"), and a faint seeded noise floor keeps digital silence
+from flooring the front end's energies. The search settings (`DECODER_OPTIONS`) were picked from
+a CPU-vs-accuracy sweep. Measurements and reasons: benchmarks/README.md ("STT settings").
 
 The binding holds the GIL while it decodes, so audio goes in in `_STEP_BYTES` pieces from a
-worker thread: the event loop gets a turn between pieces (~15 ms each) instead of waiting for a
-whole push.
+worker thread: the event loop gets a turn between pieces (~15 ms each).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
-from pocketsphinx import Decoder
+from pocketsphinx import Decoder, get_model_path
 
 from backend.errors import BackendError, ErrorCode
 from providers.base import STT, SttCapabilities, SttStream
@@ -46,6 +30,16 @@ _RATE_HZ = 16000
 _STEP_BYTES = _RATE_HZ // 10 * 2  # 100 ms per decoder call
 _ONSET_FRAME = _RATE_HZ // 100  # samples: speech onset is found to the nearest 10 ms
 _ONSET_RMS = 300.0  # a 10 ms frame this loud is speech (~-40 dBFS; the noise floor is ~-60)
+# Search settings over pocketsphinx's own defaults, picked with benchmarks/stt_settings.py: the
+# bundled dictionary cut to the language model's 20,000 likeliest words (`prune_dict.py`) costs
+# ~30% less CPU per speech-second and hears the phrase set better (fewer rare look-alikes);
+# narrower beams, -ds, -topn, -maxhmmpf or no fwdflat pass saved nothing or lost words.
+DECODER_OPTIONS: dict[str, object] = {"dict": str(Path(__file__).with_name("en-us-20k.dict"))}
+# espeak-ng's "hello world" at 16 kHz, decoded once by `warm_up`: whatever is set up lazily on a
+# first decode is paid before the first call (in-process it was ≤ 3 % of a decode).
+_WARM_UP_CLIP = Path(__file__).with_name("warm_up.pcm")
+_GRAMMAR = "phrases"
+_WORD = re.compile(r"[a-z']+")
 
 
 class PocketsphinxStream(SttStream):
@@ -91,13 +85,26 @@ class PocketsphinxSTT(STT):
         cmn_window_s: float = 0.8,
         cmn_lead_s: float = 0.1,
         noise_floor: float = 30.0,
+        decoder_options: Mapping[str, object] | None = None,
+        phrases: Sequence[str] | None = None,
+        words: Sequence[str] = (),
     ) -> None:
         """`model`: an acoustic model directory (None = bundled en-us); `cmn_window_s`: audio
         used to measure each utterance's cepstral mean before decoding starts (0 = live CMN),
         from `cmn_lead_s` before the speech onset; `noise_floor`: standard deviation of the
-        noise added to the input (0 = none)."""
+        noise added to the input (0 = none); `decoder_options`: pocketsphinx settings over
+        `DECODER_OPTIONS` (e.g. {"beam": 1e-40}); `phrases`: when the agent only expects these
+        (a menu, yes/no), the decoder hears nothing else: a grammar of them replaces the
+        language model, cheaper and more accurate on them; `words`: words the agent expects
+        beyond the default 20,000-word vocabulary ("reschedule" ranks 21,838th), pronounced as
+        in the full bundled dictionary (`decoder_options={"dict": ...}` replaces it whole)."""
         op = "pocketsphinx.init"
-        options: dict[str, object] = {"samprate": _RATE_HZ, "loglevel": "FATAL"}
+        options: dict[str, object] = {
+            "samprate": _RATE_HZ,
+            "loglevel": "FATAL",
+            **DECODER_OPTIONS,
+            **(decoder_options or {}),
+        }
         if model is not None:
             if not os.path.isdir(model):
                 raise BackendError(
@@ -109,16 +116,66 @@ class PocketsphinxSTT(STT):
             options["hmm"] = model
         try:
             self._decoder = Decoder(**options)
-        except (RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError) as exc:
             raise BackendError(
                 op, ErrorCode.INVALID_CONFIG, f"cannot load pocketsphinx: {exc}", field="stt_model"
             ) from exc
+        if words:
+            self._add_words(words)
+        if phrases:
+            self._use_grammar(phrases)
         self._window = max(0, int(cmn_window_s * _RATE_HZ))  # samples
         self._lead = max(0, int(cmn_lead_s * _RATE_HZ))
         self._noise_floor = noise_floor
         self._lock = threading.Lock()  # decoder calls come from worker threads
         self._current: PocketsphinxStream | None = None  # the stream allowed to use the decoder
         self._open: PocketsphinxStream | None = None  # whose utterance the decoder has open
+
+    def _add_words(self, words: Sequence[str], field: str = "words") -> None:
+        wanted = {w.strip().lower() for w in words if w.strip()}
+        missing = {w for w in wanted if self._decoder.lookup_word(w) is None}
+        found: list[tuple[str, str]] = []
+        if missing:
+            with open(os.path.join(get_model_path("en-us"), "cmudict-en-us.dict")) as full:
+                for line in full:
+                    word, _, phones = line.strip().partition(" ")
+                    if word.split("(")[0] in missing:
+                        found.append((word, phones))
+        unknown = missing - {w.split("(")[0] for w, _ in found}
+        if unknown:
+            raise BackendError(
+                "pocketsphinx.init",
+                ErrorCode.INVALID_CONFIG,
+                f"{field}: words not in the bundled dictionary: {', '.join(sorted(unknown))}",
+                field=field,
+            )
+        for i, (word, phones) in enumerate(found):  # the search is rebuilt once, at the last
+            self._decoder.add_word(word, phones, i == len(found) - 1)
+
+    def _use_grammar(self, phrases: Sequence[str]) -> None:
+        alternatives = [" ".join(_WORD.findall(p.lower())) for p in phrases]
+        alternatives = [a for a in dict.fromkeys(alternatives) if a]
+        if not alternatives:
+            raise BackendError(
+                "pocketsphinx.init", ErrorCode.INVALID_CONFIG, "phrases: no words", field="phrases"
+            )
+        # A rarer word than the default vocabulary holds comes from the full dictionary.
+        self._add_words([w for a in alternatives for w in a.split()], field="phrases")
+        grammar = f"#JSGF V1.0;\ngrammar {_GRAMMAR};\npublic <utt> = {' | '.join(alternatives)};\n"
+        self._decoder.add_jsgf_string(_GRAMMAR, grammar)
+        self._decoder.activate_search(_GRAMMAR)
+
+    async def warm_up(self) -> None:
+        """Decode a short bundled clip end to end. Each utterance starts from fresh feature
+        state and its own cepstral mean, so nothing of it reaches the next; a call with an
+        utterance in flight is left alone."""
+        if self._current is not None:
+            return
+        try:
+            await self.recognize(_WARM_UP_CLIP.read_bytes())
+        except BackendError as exc:  # a real utterance took the decoder meanwhile: it wins
+            if exc.code != ErrorCode.PIPELINE_ERROR:
+                raise
 
     def stream(self) -> SttStream:
         self._current = PocketsphinxStream(self)  # the previous one, if any, is abandoned

@@ -5,10 +5,12 @@ the pipeline cuts and pads them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from backend.errors import BackendError, ErrorCode
 from providers.pocketsphinx.stt import PocketsphinxSTT
 
 DATA = Path(__file__).with_name("data")
@@ -66,3 +68,55 @@ async def test_an_abandoned_utterance_leaves_nothing_behind(hello_16k: bytes) ->
     await stream.push(hello_16k[: len(hello_16k) // 4 * 2])  # half, in whole samples
     await stream.aclose()
     assert await recognise(stt, hello_16k) == "hello world"
+
+
+@pytest.mark.parametrize("clip", [VIA_LIVEKIT, OPUS])
+async def test_warm_up_leaves_nothing_behind(pocketsphinx: PocketsphinxSTT, clip: Path) -> None:
+    """A worker warms its decoder before its first call: the call must hear what a decoder
+    that was never warmed hears, however often the worker was warmed."""
+    pcm = clip.read_bytes()
+    fresh = await recognise(PocketsphinxSTT(), pcm, 4096)
+    warmed = PocketsphinxSTT()
+    await warmed.warm_up()
+    assert await recognise(warmed, pcm, 4096) == fresh
+    await warmed.warm_up()
+    await warmed.warm_up()
+    assert await recognise(warmed, pcm, 4096) == fresh == "hello world"
+
+
+async def test_warm_up_does_not_disturb_an_utterance_in_flight(hello_16k: bytes) -> None:
+    stt = PocketsphinxSTT()
+    stream = stt.stream()
+    half = len(hello_16k) // 4 * 2
+    await stream.push(hello_16k[:half])
+    await stt.warm_up()
+    await stream.push(hello_16k[half:])
+    assert await stream.finish() == "hello world"
+
+
+async def test_a_declared_vocabulary_is_all_it_hears(hello_16k: bytes) -> None:
+    stt = PocketsphinxSTT(phrases=["Stop, please!", "hello world", "reschedule my visit"])
+    assert await recognise(stt, hello_16k, 4096) == "hello world"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"phrases": ["hello zzyzzyx"]}, "phrases"),
+        ({"phrases": ["?!"]}, "phrases"),
+        ({"words": ["reschedule", "zzyzzyx"]}, "words"),
+        ({"decoder_options": {"no_such_option": 1}}, "stt_model"),
+    ],
+)
+def test_bad_options_are_configuration_errors(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(BackendError) as info:
+        PocketsphinxSTT(**kwargs)
+    assert info.value.code is ErrorCode.INVALID_CONFIG and info.value.field == field
+
+
+async def test_words_beyond_the_default_vocabulary_can_be_added(hello_16k: bytes) -> None:
+    """The default dictionary keeps the language model's 20,000 likeliest words."""
+    assert PocketsphinxSTT()._decoder.lookup_word("reschedule") is None
+    stt = PocketsphinxSTT(words=["Reschedule", "unsubscribe"])
+    assert stt._decoder.lookup_word("reschedule") is not None
+    assert await recognise(stt, hello_16k, 4096) == "hello world"
