@@ -45,6 +45,7 @@ def settings_from(config: Config, output_sample_rate_hz: int) -> PipelineSetting
         latency_target_s=config.latency_target,
         endpointing=EndpointingConfig(min_silence_s=config.min_endpointing_delay),
         max_endpointing_delay_s=config.max_endpointing_delay,
+        stt_early_finish_s=config.stt_early_finish_s,
         allow_interruptions=config.allow_interruptions,
         min_interruption_s=config.min_interruption_duration,
         retry=RetryPolicy(

@@ -77,6 +77,7 @@ class SttStageActor(_Stage):
     async def describe(self) -> tuple[SttCapabilities, dict[str, Any]]:
         self._check()
         await self.stt.connect()  # a hosted provider's session connection, before the first turn
+        await self.stt.warm_up()  # so the call's first turn is as fast as later ones
         return self.stt.capabilities, placement()
 
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
@@ -124,6 +125,7 @@ class TtsStageActor(_Stage):
     async def describe(self) -> tuple[TtsCapabilities, dict[str, Any]]:
         self._check()
         await self.tts.connect()
+        await self.tts.warm_up()
         return self.tts.capabilities, placement()
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
