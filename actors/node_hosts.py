@@ -26,14 +26,15 @@ class NodeHostsMixin:
     def _wake_pool(self) -> None: ...
 
     def _start_host(self, node_id: str, kind: str, provider: str, options: dict[str, Any]) -> Any:
-        # Up to twice the node's CPUs recognisers: decoding releases the GIL, and an utterance
-        # holds one from its first audio to its final, part of which is waiting for speech.
+        # Up to twice the node's CPUs recognisers (~50 MB each), all loaded up front: decoding
+        # releases the GIL, an utterance holds one from its first audio to its final, and a
+        # spare taking over must have one ready for every call replaying its utterance.
         cpus = max(1, int(self.pool.cpus.get(node_id, 1)))
         return SttHostActor.options(
             name=f"{STAGE_HOST_PREFIX}{kind}:{node_id[:12]}:{uuid.uuid4().hex[:8]}",
             namespace=self.namespace,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(provider, options, max_streams=2 * cpus)
+        ).remote(provider, options, max_streams=2 * cpus, preload=2 * cpus)
 
     def _hosts_for(self, node_id: str) -> dict[str, Any]:
         """Stage kind -> the node's live host, for a worker starting there (started now if the

@@ -9,8 +9,11 @@ load (`benchmarks.voice_latency`: voice-to-voice at 3 concurrent calls is within
 Meanwhile an injector SIGKILLs one process every `--fault-every` seconds (jittered), chosen at
 random among:
 
-- `stt_stage` / `tts_stage`: a live call's STT or TTS stage process. The call must survive
-  (a warm spare or Ray's restart takes over; `stage_failover` event).
+- `stt_host`: the node's shared STT host serving the live calls (the default `node`
+  placement). Every call must survive: the node's spare host takes over and the utterance in
+  flight is replayed (`stage_failover` event).
+- `stt_stage` / `tts_stage` (with `--placement session`): a live call's own STT or TTS stage
+  process. The call must survive (a warm spare or Ray's restart takes over).
 - `idle_worker`: an idle warm-pool worker. No call may notice; the pool refills.
 - `session`: a live call's own session process. That call is lost by design; it is counted
   apart, and every other call must go on.
@@ -58,7 +61,8 @@ PHRASES = ["hello world", "open the door", "how are you"]
 RATE = 16000
 TURN_TIMEOUT_S = 90.0  # a reply later than this is a lost call
 WARM_POOL = 2
-FAULT_KINDS = ("stt_stage", "tts_stage", "idle_worker", "session")
+FAULT_KINDS = ("stt_host", "idle_worker", "session")  # the default placements
+SESSION_FAULT_KINDS = ("stt_stage", "tts_stage", "idle_worker", "session")  # --placement session
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Tally:
     lost: list[dict[str, Any]] = field(default_factory=list)  # should not have been
     lost_by_design: int = 0
     faults: list[dict[str, Any]] = field(default_factory=list)
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
     v2v: list[tuple[float, float]] = field(default_factory=list)  # (at s, ms)
     memory: list[tuple[float, float]] = field(default_factory=list)  # (at s, MB)
     failovers: int = 0
@@ -186,7 +191,7 @@ async def injector(t: Tally, until: float, every_s: float, rng: random.Random) -
         await asyncio.sleep(rng.uniform(0.5, 1.5) * every_s)
         if time.monotonic() >= until:
             return
-        kind = rng.choice(FAULT_KINDS)
+        kind = rng.choice(t.fault_kinds)
         try:
             fault = await inject(kind, t, rng)
         except (ray.exceptions.RayError, ProcessLookupError) as exc:  # its call just ended
@@ -222,7 +227,7 @@ async def inject(kind: str, t: Tally, rng: random.Random) -> dict[str, Any] | No
         call.doomed = True  # before the kill, so its caller never counts it as lost
         pid = d["pid"]
     else:
-        pid = d["stages"]["stt" if kind == "stt_stage" else "tts"]["pid"]
+        pid = d["stages"]["tts" if kind == "tts_stage" else "stt"]["pid"]  # stt_host / stt_stage
     os.kill(pid, signal.SIGKILL)
     return {"session": call.session["session_id"], "pid": pid}
 
@@ -254,7 +259,7 @@ async def soak(url: str, args: argparse.Namespace) -> Tally:
 
     pcm = {p: await speak(p) for p in PHRASES}
     rng = random.Random(args.seed)
-    t = Tally()
+    t = Tally(fault_kinds=SESSION_FAULT_KINDS if args.placement == "session" else FAULT_KINDS)
     until = time.monotonic() + args.minutes * 60
     callers = [caller(url, pcm, t, until, random.Random(rng.random())) for _ in range(args.calls)]
     await asyncio.gather(
@@ -280,6 +285,9 @@ def main() -> None:
     ap.add_argument("--fault-every", type=float, default=45.0, help="mean seconds between faults")
     ap.add_argument("--no-spares", action="store_true", help="stage failover by Ray restart only")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--placement", choices=("auto", "session"), default="auto", help="where stages run"
+    )
     args = ap.parse_args()
     config = {
         "max_concurrent_sessions": 100,
@@ -287,13 +295,15 @@ def main() -> None:
         "warm_pool_size": WARM_POOL,
         "stage_spares": not args.no_spares,
         "health_check_interval": 2.0,
+        "stt_placement": args.placement,
+        "tts_placement": args.placement,
     }
     with local_backend(max(8, 2 * args.calls + WARM_POOL), **config) as (handle, url):
         before = settled_memory(url)
         t = asyncio.run(soak(url, args))
         after = settled_memory(url)
         capacity = handle.api_capacity.remote().result()["ok"]
-    kinds = {k: sum(1 for f in t.faults if f["kind"] == k) for k in FAULT_KINDS}
+    kinds = {k: sum(1 for f in t.faults if f["kind"] == k) for k in t.fault_kinds}
     result = {
         "benchmark": "soak",
         "machine": machine(),

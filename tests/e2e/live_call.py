@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 import websockets
@@ -22,6 +23,7 @@ class Call:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each event's arrival
         self.audio_frames = 0
         self.close: tuple[int | None, str] | None = None
         self._task = asyncio.create_task(self._receive())
@@ -45,6 +47,7 @@ class Call:
                     self.audio_frames += 1
                 else:
                     self.events.append(json.loads(msg))
+                    self.arrived.append(time.monotonic())
         except websockets.ConnectionClosed:
             pass
         self.close = (self.ws.close_code, self.ws.close_reason or "")
