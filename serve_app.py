@@ -578,7 +578,8 @@ class VoiceIngress:
 # -- deployment ------------------------------------------------------------------------------
 def build_app(args: dict[str, str]) -> Any:
     """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`
-    (or `config=backend.yaml`). Values not given come from `VOICE_BACKEND_*` variables, then the
+    (also `stt_placement=`, `tts_placement=`, `s2s_placement=`, `media_port_range=`, or
+    `config=backend.yaml`). Values not given come from `VOICE_BACKEND_*` variables, then the
     defaults (`backend.config_file`)."""
     if not ray.is_initialized():
         # `serve run` calls this builder before it starts Ray itself; a node it starts then
@@ -591,6 +592,10 @@ def build_app(args: dict[str, str]) -> Any:
         provider=args.get("provider"),
         max_concurrent_sessions=args.get("max_sessions"),
         warm_pool_size=args.get("warm_pool_size"),
+        stt_placement=args.get("stt_placement"),
+        tts_placement=args.get("tts_placement"),
+        s2s_placement=args.get("s2s_placement"),
+        media_port_range=args.get("media_port_range"),
     )
     # Deployment options (not backend Config): replica count, and pinning them to the head.
     replicas = int(args.get("replicas") or os.environ.get("VOICE_INGRESS_REPLICAS") or 1)

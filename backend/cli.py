@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
             "--max-sessions", type=int, default=None, help="max concurrent sessions, 0 = no cap"
         )
         sp.add_argument("--config", type=Path, help="backend Config from a .yaml or .toml file")
+        for stage in ("stt", "tts", "s2s"):
+            sp.add_argument(
+                f"--{stage}-placement",
+                choices=["auto", "inline", "node", "session"],
+                default=None,
+                help=f"where the {stage.upper()} stage runs (default auto: the provider's choice)",
+            )
+        sp.add_argument(
+            "--media-port-range",
+            default=None,
+            help='ports the session processes serve media on, e.g. "20000-20999" (default: any)',
+        )
         sp.add_argument(
             "--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)"
         )
@@ -94,7 +106,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(
-        args.config, provider=args.provider, max_concurrent_sessions=args.max_sessions
+        args.config,
+        provider=args.provider,
+        max_concurrent_sessions=args.max_sessions,
+        stt_placement=args.stt_placement,
+        tts_placement=args.tts_placement,
+        s2s_placement=args.s2s_placement,
+        media_port_range=args.media_port_range,
     )
 
 
