@@ -93,8 +93,12 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
                 "node": i["node_id"],
                 "stt": i["stages"]["stt"]["node_id"],
                 "tts": i["stages"]["tts"]["node_id"],
+                "stt_placement": i["stages"]["stt"]["placement"],
+                "stt_pid": i["stages"]["stt"]["pid"],
+                "media_url": s["media"]["url"],
+                "fallback_url": s["media"].get("fallback_url"),
             }
-            for i in infos
+            for s, i in zip(sessions, infos, strict=True)
         ]
         out["capacity_full"] = await capacity()
 
@@ -107,6 +111,7 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
         on_b = [s for s, i in zip(sessions, infos, strict=True) if i["node_id"] == node_b.node_id]
         lost = next(s for s in sessions if s["session_id"] in on_a)
         listener = asyncio.create_task(listen_until_closed(lost))
+        relayed = asyncio.create_task(listen_until_closed(lost, "fallback_url"))
         await asyncio.sleep(1.0)  # the client is connected and idle when its node goes
         cluster.remove_node(node_a, allow_graceful=False)
         removed_at = time.monotonic()
@@ -120,6 +125,7 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
         out["a_sessions_reaped"] = bool(await wait_until(a_sessions_gone, 90))
         out["reap_s"] = round(time.monotonic() - removed_at, 1)
         out["lost_client"] = await asyncio.wait_for(listener, 90)
+        out["lost_client_relayed"] = await asyncio.wait_for(relayed, 90)
 
         async def node_a_gone() -> dict[str, Any] | None:
             # Ray declares a node dead some seconds after its sessions' actors are (GCS health
@@ -160,9 +166,10 @@ async def scenario(cluster: Cluster, node_a: Any, node_b: Any, port: int) -> dic
     return out
 
 
-async def listen_until_closed(session: dict[str, Any]) -> dict[str, Any]:
-    """What the client of a session on the lost node sees: its events and the close code."""
-    url = f"{session['media']['url']}?token={session['media']['token']}"
+async def listen_until_closed(session: dict[str, Any], via: str = "url") -> dict[str, Any]:
+    """What the client of a session on the lost node sees: its events and the close code.
+    `via`: "url" (served by the session's own process) or "fallback_url" (the Serve port)."""
+    url = f"{session['media'][via]}?token={session['media']['token']}"
     events = []
     async with websockets.connect(url) as ws:
         with contextlib.suppress(websockets.ConnectionClosed):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,6 +59,17 @@ def test_sessions_spread_over_nodes_within_each_nodes_slots_with_stages_pinned(
     assert nodes.count(observed["node_a"]) == SLOTS_A
     assert nodes.count(observed["node_b"]) == SLOTS_B
     assert observed["head"] not in nodes  # the head offers no session slots
+    # Each node's calls share that node's own STT host, never another node's.
+    hosts = {
+        p["node"]: {q["stt_pid"] for q in placement if q["node"] == p["node"]} for p in placement
+    }
+    assert all(len(pids) == 1 for pids in hosts.values()) and len(hosts) == 2
+    assert hosts[observed["node_a"]] != hosts[observed["node_b"]]
+    assert {p["stt_placement"] for p in placement} == {"node"}
+    # Each call's audio goes straight to its own process: a port of its own, not Serve's.
+    ports = [urlsplit(p["media_url"]).port for p in placement]
+    assert len(set(ports)) == len(ports)
+    assert all(urlsplit(p["fallback_url"]).port not in ports for p in placement)
     assert all(p["stt"] == p["node"] == p["tts"] for p in placement)
     assert observed["capacity_full"]["free_slots"] == 0
 
@@ -78,7 +90,10 @@ def test_losing_a_node_fails_only_its_sessions_and_the_others_keep_talking(
 def test_the_lost_nodes_clients_are_told_and_capacity_returns_when_a_node_rejoins(
     observed: dict,
 ) -> None:
-    lost = observed["lost_client"]
+    # Its direct connection ended with the process that served it; through the Serve port,
+    # the relay says why.
+    assert observed["lost_client"]["close_code"] in (1006, 1011)
+    lost = observed["lost_client_relayed"]
     assert lost["close_code"] == 1011
     assert [e["code"] for e in lost["errors"]] == ["session_not_active"]
     assert "died" in lost["errors"][0]["message"]
