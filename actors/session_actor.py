@@ -41,6 +41,7 @@ from pipelines.transports.base import MediaTransport
 from providers import resilience
 from providers.agents import build_agent
 from providers.base import STT, TTS, VAD, S2sOptions
+from providers.messages import AgentReply, Transcript, message_from_wire
 from providers.registry import S2S_PROVIDERS, TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
 from providers.retry import RetryPolicy
 
@@ -297,7 +298,7 @@ class SessionActor(SessionMediaMixin, ObservedSession):
     def _stage_failover(self, event: dict[str, Any]) -> None:
         """A stage died and was replaced: tell the session's client."""
         if self.runtime is not None:
-            self.runtime.outbox.put_event(event)
+            self.runtime.outbox.put_event(message_from_wire(event))
 
     # -- session calls ---------------------------------------------------------------------
     async def call(self, session_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -373,7 +374,7 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             )
         rt = self._rt()
         rt.start()
-        rt.outbox.put_event({"type": "transcript", "text": text, "final": True, "source": "vapi"})
+        rt.outbox.put_event(Transcript(text=text, source="vapi"))
         rt.ctx.history.append({"role": "user", "content": text})
         parts: list[str] = []
         async for piece in rt.pipeline.agent.stream(text, rt.ctx):
@@ -381,10 +382,11 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             yield piece
         reply = "".join(parts).strip()
         rt.ctx.history.append({"role": "assistant", "content": reply})
-        rt.outbox.put_event({"type": "agent_reply", "text": reply, "source": "vapi"})
+        rt.outbox.put_event(AgentReply(text=reply, source="vapi"))
 
     def add_event(self, event: dict[str, Any]) -> None:
-        self._rt().outbox.put_event(event)
+        """An event from outside the pipeline (a drain notice, Vapi's status), as a wire dict."""
+        self._rt().outbox.put_event(message_from_wire(event))
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         """Run one of the agent's tools (`agent.tools`: name → sync or async callable)."""

@@ -28,6 +28,7 @@ from backend.iface import (
     PipelineState,
     SessionConfig,
 )
+from providers.messages import AudioChunk
 from providers.registry import BACKENDS
 from providers.retry import RetryPolicy, call_with_retry
 
@@ -95,8 +96,8 @@ class VoiceSession:
                 if err.code is ErrorCode.SESSION_NOT_ACTIVE:
                     return
                 raise
-            for _, payload in out["items"]:
-                yield payload
+            for item in out["items"]:  # the public API speaks the wire: bytes and event dicts
+                yield item.pcm16 if isinstance(item, AudioChunk) else item.to_wire()
             if out["closed"]:
                 return
 

@@ -249,6 +249,7 @@ async def run_baseline(spec: dict[str, Any]) -> None:
     from backend.iface import Config
     from pipelines.session import SessionRuntime
     from providers.agents import build_agent
+    from providers.messages import AudioChunk
     from providers.registry import STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
 
     config = Config(**spec["config"])
@@ -277,11 +278,11 @@ async def run_baseline(spec: dict[str, Any]) -> None:
         while True:
             polled = await rt.outbox.poll(timeout_s=1.0)
             now = time.monotonic()
-            for kind, payload in polled["items"]:
-                if kind == "audio":
+            for item in polled["items"]:
+                if isinstance(item, AudioChunk):
                     call.on_audio(now)
                 else:
-                    call.on_event(payload)
+                    call.on_event(item.to_wire())
 
     t0 = await wait_go()
     cpu0 = own_cpu_s()

@@ -203,6 +203,7 @@ async def local_turns(pcm: dict[str, bytes], turns: int, endpoint_s: float) -> l
     from pipelines.stt_tts import PipelineSettings
     from providers.agents import build_agent
     from providers.espeak.tts import EspeakTTS
+    from providers.messages import AudioChunk, Metrics
     from providers.pocketsphinx.stt import PocketsphinxSTT
     from providers.vad.silero import SileroVAD
 
@@ -232,11 +233,11 @@ async def local_turns(pcm: dict[str, bytes], turns: int, endpoint_s: float) -> l
         )
         while not metrics:
             polled = await rt.outbox.poll(timeout_s=30)
-            for kind, payload in polled["items"]:
-                if kind == "audio":
+            for item in polled["items"]:
+                if isinstance(item, AudioChunk):
                     first_audio = first_audio or time.monotonic()
-                elif payload["type"] == "metrics":
-                    metrics = payload
+                elif isinstance(item, Metrics):
+                    metrics = item.to_wire()
         speech_end = await feeder
         v2v = (first_audio - speech_end) * 1000 if first_audio and speech_end else None
         out.append(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipelines.outbox import Outbox
+from providers.messages import AudioChunk
 
 CHUNK_S = 0.02  # one outbound frame
 LEAD_S = 0.2  # how far ahead of the listener audio may be released
@@ -65,9 +66,11 @@ class Playout:
         *,
         lead_s: float = LEAD_S,
         clock: Callable[[], float] = time.monotonic,
+        turn_id: int | None = None,
     ) -> None:
         self.outbox = outbox
         self.sample_rate_hz = sample_rate_hz
+        self.turn_id = turn_id
         self.lead_s = lead_s
         self._clock = clock
         self._chunk_bytes = int(sample_rate_hz * CHUNK_S) * 2
@@ -115,7 +118,7 @@ class Playout:
             await asyncio.sleep(ahead)
             if self.interrupted:
                 return
-        self.outbox.put_audio(chunk)
+        self.outbox.put_audio(AudioChunk(chunk, self.sample_rate_hz, self.turn_id))
         self.sent_s += len(chunk) / 2 / self.sample_rate_hz
 
     # -- position and interruption -------------------------------------------------------

@@ -29,6 +29,7 @@ from pipelines.stt_tts import STT_BATCH_S, PipelineSettings
 from pipelines.turn_loop import TurnLoop
 from pipelines.turn_metrics import TurnTimings
 from providers.base import S2S, AgentContext, S2sEvent, S2sOptions, S2sSession
+from providers.messages import AgentReply, AgentText, SpeechEnded, SpeechStarted, Transcript
 from providers.resample import StreamResampler
 
 log = logging.getLogger(__name__)
@@ -139,19 +140,17 @@ class S2sPipeline(TurnLoop):
             self._reply_text = []
             self._segments, self._received_s = [], 0.0
             self._on_state(PipelineState.LISTENING)
-            self.outbox.put_event({"type": "speech_started", "turn_id": self._turn_counter})
+            self.outbox.put_event(SpeechStarted(self._turn_counter))
         elif ev.kind == "speech_stopped":
             turn = self._current_turn()
             turn.end_of_speech = turn.end_of_turn = now
             self._on_state(PipelineState.PROCESSING)
-            self.outbox.put_event({"type": "speech_ended", "turn_id": turn.turn_id})
+            self.outbox.put_event(SpeechEnded(turn.turn_id))
         elif ev.kind == "user_transcript":
             turn = self._current_turn()
             turn.transcript, turn.text = now, ev.text.strip()
             self.ctx.history.append({"role": "user", "content": turn.text})
-            self.outbox.put_event(
-                {"type": "transcript", "turn_id": turn.turn_id, "text": turn.text, "final": True}
-            )
+            self.outbox.put_event(Transcript(turn_id=turn.turn_id, text=turn.text))
         elif ev.kind == "agent_transcript":
             turn = self._current_turn()
             turn.agent_first_token = turn.agent_first_token or now
@@ -159,7 +158,7 @@ class S2sPipeline(TurnLoop):
             if self._segments and self._segments[-1].end_s is None:
                 self._segments[-1].end_s = self._received_s
             self._segments.append(Segment(ev.text, self._received_s))
-            self.outbox.put_event({"type": "agent_text", "turn_id": turn.turn_id, "text": ev.text})
+            self.outbox.put_event(AgentText(turn_id=turn.turn_id, text=ev.text))
         elif ev.kind == "audio":
             turn = self._current_turn()
             turn.tts_first_byte = turn.tts_first_byte or now
@@ -223,6 +222,7 @@ class S2sPipeline(TurnLoop):
                     self.outbox,
                     self.settings.output_sample_rate_hz,
                     lead_s=self.settings.playout_lead_s,
+                    turn_id=turn.turn_id,
                 )
                 resampler = StreamResampler(
                     self._from_model_rate, self.settings.output_sample_rate_hz
@@ -243,7 +243,7 @@ class S2sPipeline(TurnLoop):
         turn.agent_reply = turn.done = time.monotonic()
         if reply:
             self.ctx.history.append({"role": "assistant", "content": reply})
-        self.outbox.put_event({"type": "agent_reply", "turn_id": turn.turn_id, "text": reply})
+        self.outbox.put_event(AgentReply(turn_id=turn.turn_id, text=reply))
         self._on_state(PipelineState.LISTENING)
         self._emit_metrics(turn)
         self._turn = None

@@ -31,6 +31,16 @@ from providers.base import (
     S2sOptions,
     S2sSession,
 )
+from providers.messages import (
+    AgentText,
+    AudioChunk,
+    ErrorEvent,
+    Interruption,
+    Metrics,
+    SpeechEnded,
+    SpeechStarted,
+    Transcript,
+)
 from providers.registry import STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
 
 _RATE_HZ = 16000
@@ -92,31 +102,27 @@ class LocalS2sSession(S2sSession):
         response_id = ""
         while True:
             out = await self.outbox.poll(timeout_s=30)
-            for kind, payload in out["items"]:
-                if kind == "audio":
-                    yield S2sEvent("audio", audio=payload, response_id=response_id)
-                    continue
-                turn = str(payload.get("turn_id", ""))
-                match payload["type"]:
-                    case "speech_started" if not self._responding:
+            for item in out["items"]:
+                match item:
+                    case AudioChunk():
+                        yield S2sEvent("audio", audio=item.pcm16, response_id=response_id)
+                    case SpeechStarted() if not self._responding:
                         yield S2sEvent("speech_started")
-                    case "interrupted":  # a barge-in, decided by this model's turn detection
+                    case Interruption():  # a barge-in, decided by this model's turn detection
                         self._responding = False
                         yield S2sEvent("speech_started")
-                    case "speech_ended":
+                    case SpeechEnded():
                         yield S2sEvent("speech_stopped")
-                    case "transcript" if payload.get("text"):
-                        response_id = f"resp-{turn}"
-                        yield S2sEvent("user_transcript", text=payload["text"])
-                    case "agent_text":
-                        yield S2sEvent(
-                            "agent_transcript", text=payload["text"] + " ", response_id=response_id
-                        )
-                    case "metrics" if not payload.get("interrupted"):
+                    case Transcript(text=text) if text:
+                        response_id = f"resp-{item.turn_id}"
+                        yield S2sEvent("user_transcript", text=text)
+                    case AgentText(text=text):
+                        yield S2sEvent("agent_transcript", text=text + " ", response_id=response_id)
+                    case Metrics(values=values) if not values.get("interrupted"):
                         self._responding = False
                         yield S2sEvent("response_done", response_id=response_id)
-                    case "error":
-                        yield S2sEvent("error", code=payload["code"], message=payload["message"])
+                    case ErrorEvent(code=code, message=message):
+                        yield S2sEvent("error", code=code, message=message)
             if out["closed"]:
                 return
 

@@ -31,6 +31,7 @@ from providers.base import (
     S2sOptions,
     TurnDetection,
 )
+from providers.messages import AudioChunk, Closed, ErrorEvent, StateChanged
 from providers.resample import StreamResampler
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class SessionRuntime:
         self._trace_attributes = {"session.id": session_id, **(trace_attributes or {})}
         self._on_turn = on_turn
         self._started = False
-        self.outbox.put_event({"type": "state", "state": self.state.value})
+        self.outbox.put_event(StateChanged(self.state.value))
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,7 +119,7 @@ class SessionRuntime:
         if self.state is PipelineState.CLOSED:
             return
         self._set_state(PipelineState.CLOSED)
-        self.outbox.put_event({"type": "closed", "reason": reason})
+        self.outbox.put_event(Closed(reason))
         self.outbox.close()
         await self.pipeline.aclose()
         try:
@@ -136,7 +137,7 @@ class SessionRuntime:
         if state is self.state or self.state is PipelineState.CLOSED:
             return
         self.state = state
-        self.outbox.put_event({"type": "state", "state": state.value})
+        self.outbox.put_event(StateChanged(state.value))
 
     # -- media -----------------------------------------------------------------------------
     def push_audio(self, frames: list[bytes]) -> list[dict[str, Any]]:
@@ -150,9 +151,9 @@ class SessionRuntime:
                 samples = decode_frame(data, self.input_sample_rate_hz)
             except BackendError as exc:
                 self.bad_frames += 1
-                event = {"type": "error", **exc.to_body()["error"]}
+                event = ErrorEvent.of(exc)
                 self.outbox.put_event(event)
-                errors.append(event)
+                errors.append(event.to_wire())
                 continue
             self.audio_bytes_in += len(data)
             self.pipeline.on_audio(self._resampler.process(samples))
@@ -162,7 +163,7 @@ class SessionRuntime:
         """Queue audio for the client as-is (at the session's output rate)."""
         self._ensure_open("session.send_audio")
         decode_frame(pcm16, self.settings.output_sample_rate_hz, max_seconds=60.0)
-        self.outbox.put_audio(bytes(pcm16))
+        self.outbox.put_audio(AudioChunk(bytes(pcm16), self.settings.output_sample_rate_hz))
 
     def set_agent(self, agent: Agent) -> None:
         self.pipeline.agent = agent

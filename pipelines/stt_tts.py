@@ -46,6 +46,14 @@ from providers.base import (
     TurnContext,
     TurnDetection,
 )
+from providers.messages import (
+    AgentReply,
+    AgentText,
+    Backchannel,
+    SpeechEnded,
+    SpeechStarted,
+    Transcript,
+)
 from providers.resample import StreamResampler
 from providers.retry import RetryPolicy, call_with_retry
 from providers.turn_detection.vad import VadTurnDetection
@@ -170,7 +178,7 @@ class SttTtsPipeline(TurnLoop):
         self._over_agent = self._speaking is not None and self.settings.allow_interruptions
         self._detector.required_silence_s = self._end_of_turn_silence_s()
         self._stt_cmds.put_nowait(("open", None))
-        self.outbox.put_event({"type": "speech_started", "turn_id": self._turn_counter})
+        self.outbox.put_event(SpeechStarted(self._turn_counter))
         for frame in self._preroll:
             self._add_to_batch(frame)
         self._preroll.clear()
@@ -201,7 +209,7 @@ class SttTtsPipeline(TurnLoop):
         self._stt_cmds.put_nowait(("finish", turn))
         self._current = None
         self._early_finished = False
-        self.outbox.put_event({"type": "speech_ended", "turn_id": turn.turn_id})
+        self.outbox.put_event(SpeechEnded(turn.turn_id))
 
     def _drop_utterance(self) -> None:
         self._batch, self._batch_samples = [], 0
@@ -209,7 +217,7 @@ class SttTtsPipeline(TurnLoop):
         turn_id = self._current.turn_id if self._current else self._turn_counter
         self._current = None
         self._stt_cmds.put_nowait(("drop", None))
-        self.outbox.put_event({"type": "backchannel", "turn_id": turn_id})
+        self.outbox.put_event(Backchannel(turn_id))
 
     def _interrupt(self) -> None:
         """The user spoke over the agent: silence it now (synchronously, within this frame),
@@ -264,9 +272,7 @@ class SttTtsPipeline(TurnLoop):
         while True:
             turn = await self._turns.get()
             if not turn.text:
-                self.outbox.put_event(
-                    {"type": "transcript", "turn_id": turn.turn_id, "text": "", "final": True}
-                )
+                self.outbox.put_event(Transcript(turn_id=turn.turn_id, text=""))
                 continue
             task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.turn_id}")
             try:
@@ -283,13 +289,10 @@ class SttTtsPipeline(TurnLoop):
 
     async def _run_turn(self, turn: TurnTimings) -> None:
         self._on_state(PipelineState.PROCESSING)
-        self.outbox.put_event(
-            {"type": "transcript", "turn_id": turn.turn_id, "text": turn.text, "final": True}
-        )
+        self.outbox.put_event(Transcript(turn_id=turn.turn_id, text=turn.text))
         self.ctx.history.append({"role": "user", "content": turn.text})
-        playout = Playout(
-            self.outbox, self.settings.output_sample_rate_hz, lead_s=self.settings.playout_lead_s
-        )
+        rate, lead_s = self.settings.output_sample_rate_hz, self.settings.playout_lead_s
+        playout = Playout(self.outbox, rate, lead_s=lead_s, turn_id=turn.turn_id)
         current = asyncio.current_task()
         assert current is not None
         self._speaking = (turn, playout, current)
@@ -321,9 +324,7 @@ class SttTtsPipeline(TurnLoop):
                             await self._speak(sentence, turn, playout)
                 turn.agent_reply = time.monotonic()
                 reply = "".join(parts).strip()
-                self.outbox.put_event(
-                    {"type": "agent_reply", "turn_id": turn.turn_id, "text": reply}
-                )
+                self.outbox.put_event(AgentReply(turn_id=turn.turn_id, text=reply))
                 for sentence in sentences.flush():
                     await self._speak(sentence, turn, playout)
                 spoken = True
@@ -348,7 +349,7 @@ class SttTtsPipeline(TurnLoop):
             self.tts.capabilities.sample_rate_hz, self.settings.output_sample_rate_hz
         )
         self._on_state(PipelineState.SPEAKING)
-        self.outbox.put_event({"type": "agent_text", "turn_id": turn.turn_id, "text": sentence})
+        self.outbox.put_event(AgentText(turn_id=turn.turn_id, text=sentence))
         playout.begin_segment(sentence)
         started = False
 

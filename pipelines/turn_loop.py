@@ -8,12 +8,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from backend.errors import BackendError
 from pipelines.outbox import Outbox
 from pipelines.turn_metrics import TurnTimings
 from providers.base import AgentContext
+from providers.messages import ErrorEvent, Interruption
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class TurnLoop:
     def _emit_metrics(self, turn: TurnTimings) -> None:
         """A turn is over (answered or interrupted): its `metrics` event, then the observers."""
         self.turns_completed += 1
-        self.outbox.put_event(turn.as_metrics(self.latency_target_s))
+        self.outbox.put_event(turn.metrics(self.latency_target_s))
         if self._on_turn is not None:
             try:
                 self._on_turn(turn)
@@ -52,18 +52,11 @@ class TurnLoop:
         turn.interrupted_at = time.monotonic()
         turn.heard_text = heard
         self.interruptions += 1
+        played_ms = round(heard_s * 1000, 1)
         self.outbox.put_event(
-            {
-                "type": "interrupted",
-                "turn_id": turn.turn_id,
-                "played_ms": round(heard_s * 1000, 1),
-                "heard_text": heard,
-            }
+            Interruption(turn_id=turn.turn_id, played_ms=played_ms, heard_text=heard)
         )
 
     def _report(self, err: BackendError, turn_id: int | None = None) -> None:
         log.warning("session %s: %s", self.ctx.session_id, err)
-        event: dict[str, Any] = {"type": "error", **err.to_body()["error"]}
-        if turn_id is not None:
-            event["turn_id"] = turn_id
-        self.outbox.put_event(event)
+        self.outbox.put_event(ErrorEvent.of(err, turn_id))

@@ -9,6 +9,8 @@ from typing import Any
 
 from opentelemetry.trace import Tracer, set_span_in_context
 
+from providers.messages import Metrics
+
 # monotonic marks → wall-clock nanoseconds for span timestamps
 _WALL_OFFSET_NS = time.time_ns() - time.monotonic_ns()
 
@@ -31,10 +33,12 @@ class TurnTimings:
     heard_text: str = ""  # what the user heard of an interrupted reply
 
     def as_metrics(self, latency_target_s: float) -> dict[str, Any]:
+        """The `metrics` event as its wire dict."""
+        return self.metrics(latency_target_s).to_wire()
+
+    def metrics(self, latency_target_s: float) -> Metrics:
         response_ms = _ms(self.end_of_turn, self.first_audio)
-        return {
-            "type": "metrics",
-            "turn_id": self.turn_id,
+        values = {
             "end_of_turn_delay_ms": _ms(self.end_of_speech, self.end_of_turn),
             "stt_final_ms": _ms(self.end_of_turn, self.transcript),
             "agent_ms": _ms(self.transcript, self.agent_first_token),
@@ -48,6 +52,7 @@ class TurnTimings:
             and response_ms <= latency_target_s * 1000,
             "interrupted": bool(self.interrupted_at),
         }
+        return Metrics(self.turn_id, values)
 
     def record_trace(self, tracer: Tracer, attributes: dict[str, Any]) -> None:
         """The turn as one trace: a `voice.turn` root and a span per stage, on the turn's clock."""

@@ -1,8 +1,9 @@
 """Wire codecs: what another ecosystem's clients send and expect on a session's websocket.
 
 A codec is a pure translation, one instance per connection, between that ecosystem's messages
-and the session's own currency — PCM16 audio at the session's rates and the event dicts of the
-native protocol (`state`, `transcript`, `interrupted`, ...). The relay (actors/) moves bytes and
+and the session's own currency — PCM16 audio at the session's rates in, and out the typed items of
+`providers.messages` (`AudioChunk`, and `StateChanged`, `Transcript`, `Interruption`, ...: the
+native protocol's events, whose JSON is their `to_wire()`). The relay (actors/) moves bytes and
 calls the codec; it never parses a wire format itself. A backend provider names the codec its
 sessions speak (`BackendProvider.wire_codec`).
 
@@ -17,9 +18,10 @@ import struct
 import wave
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from providers.messages import AudioChunk, Message
 
 Outgoing = bytes | str  # a binary or a text websocket message
 
@@ -61,12 +63,12 @@ class WireCodec(ABC):
         a malformed message becomes an error reply in the ecosystem's own error shape."""
 
     @abstractmethod
-    def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
+    def encode_audio(self, chunk: AudioChunk) -> list[Outgoing]:
         """Reply audio (PCM16 at the session's output rate) → client messages."""
 
     @abstractmethod
-    def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
-        """A session event (native protocol shape) → client messages (maybe none)."""
+    def encode_event(self, event: Message) -> list[Outgoing]:
+        """A session event → client messages (maybe none)."""
 
 
 # -- audio helpers ---------------------------------------------------------------------------

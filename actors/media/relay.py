@@ -3,8 +3,9 @@
 Two loops per connection. Inbound, a port that `batches` (a remote session actor) gets frames
 coalesced: while one push is in flight the next frames queue and go together in the following
 one, so a session costs one call per frame when idle and fewer under load; a local port gets each
-frame as it is read. Outbound, one long-poll at a time takes everything queued (audio as binary
-frames, events as JSON text). No loop ever spins.
+frame as it is read. Outbound, one long-poll at a time takes everything queued: typed audio chunks
+and messages (`providers.messages`), which become binary frames and JSON text (or a codec's
+messages) only here. No loop ever spins.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from actors import metrics
 from actors.errors import as_backend_error
 from actors.media.ports import SessionPort
 from actors.media.sockets import CLOSE_GOING_AWAY, ClientLeft, MediaSocket
+from providers.messages import AudioChunk, Closed, ErrorEvent, Message
 from providers.wire import Outgoing, WireCodec
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,11 @@ async def relay(
         log.info("websocket client left (code %s)", gone.code)
     except Exception as exc:  # tell the client, never a stack trace
         if stalled:  # the session was closed under the send loop: say why, not what broke
-            await _close(ws, CLOSE_POLICY, {"type": "closed", "reason": stalled[0]})
+            await _close(ws, CLOSE_POLICY, Closed(stalled[0]))
             return
         err = as_backend_error("websocket", exc)
         log.warning("websocket relay ended: %s", err)
-        event = {"type": "error", **err.to_body()["error"]}
-        await _close(ws, CLOSE_SESSION_ERROR, event, err.message)
+        await _close(ws, CLOSE_SESSION_ERROR, ErrorEvent.of(err), err.message)
     finally:
         for t in tasks:
             t.cancel()
@@ -155,11 +156,11 @@ async def _farewell(
     out: dict[str, Any] = {"items": []}
     with contextlib.suppress(Exception):
         out = await port.poll(False, True, 0.0, None)
-    events = [payload for kind, payload in out["items"] if kind == "event"]
-    if not any(e.get("type") == "closed" for e in events):
-        events.append({"type": "closed", "reason": reason})
+    events: list[Message] = [m for m in out["items"] if isinstance(m, Message)]
+    if not any(isinstance(e, Closed) for e in events):
+        events.append(Closed(reason))
     for event in events:
-        await _emit(ws, codec, "event", event)
+        await _emit(ws, codec, event)
 
 
 async def _receive(
@@ -217,7 +218,7 @@ async def _receive(
 
 
 async def _error(ws: MediaSocket, message: str) -> None:
-    await ws.send_text(json.dumps({"type": "error", "code": "invalid_format", "message": message}))
+    await ws.send_text(json.dumps(ErrorEvent(code="invalid_format", message=message).to_wire()))
 
 
 async def _control(ws: MediaSocket, text: str) -> None:
@@ -229,15 +230,10 @@ async def _control(ws: MediaSocket, text: str) -> None:
     if kind == "ping":
         await ws.send_text(json.dumps({"type": "pong"}))
         return
-    await ws.send_text(
-        json.dumps(
-            {
-                "type": "error",
-                "code": "invalid_format",
-                "message": 'text frames must be JSON control messages ({"type": "ping"}); '
-                "send audio as binary PCM16 frames",
-            }
-        )
+    await _error(
+        ws,
+        'text frames must be JSON control messages ({"type": "ping"}); '
+        "send audio as binary PCM16 frames",
     )
 
 
@@ -263,25 +259,26 @@ async def _send(
         out = await port.poll(True, True, wait_s, max(0, budget))
         if not out["items"] and not out["closed"] and budget <= 0:
             await asyncio.sleep(pacer.refill_s())  # audio is held back: wait for its time
-        metrics.audio_bytes("out", sum(len(p) for kind, p in out["items"] if kind == "audio"))
-        for kind, payload in out["items"]:
-            if kind == "audio":
-                pacer.spent(len(payload))
-            await _emit(ws, codec, kind, payload)
-            if codec is None and kind != "audio" and payload.get("type") == "closed":
-                reason = str(payload.get("reason") or reason)
+        audio = [len(i.pcm16) for i in out["items"] if isinstance(i, AudioChunk)]
+        metrics.audio_bytes("out", sum(audio))
+        for item in out["items"]:
+            if isinstance(item, AudioChunk):
+                pacer.spent(len(item.pcm16))
+            await _emit(ws, codec, item)
+            if codec is None and isinstance(item, Closed):
+                reason = item.reason or reason
         if out["closed"]:
             return reason
 
 
-async def _emit(ws: MediaSocket, codec: WireCodec | None, kind: str, payload: Any) -> None:
+async def _emit(ws: MediaSocket, codec: WireCodec | None, item: AudioChunk | Message) -> None:
     if codec is not None:
-        wire = codec.encode_audio(payload) if kind == "audio" else codec.encode_event(payload)
-        await _send_all(ws, wire)
-    elif kind == "audio":
-        await ws.send_bytes(payload)
+        audio = isinstance(item, AudioChunk)
+        await _send_all(ws, codec.encode_audio(item) if audio else codec.encode_event(item))
+    elif isinstance(item, AudioChunk):
+        await ws.send_bytes(item.pcm16)
     else:
-        await ws.send_text(json.dumps(payload))
+        await ws.send_text(json.dumps(item.to_wire()))
 
 
 async def _send_all(ws: MediaSocket, messages: list[Outgoing]) -> None:
@@ -293,12 +290,12 @@ async def _send_all(ws: MediaSocket, messages: list[Outgoing]) -> None:
 
 
 async def _close(
-    ws: MediaSocket, code: int, event: dict[str, Any] | None = None, reason: str = ""
+    ws: MediaSocket, code: int, event: Message | None = None, reason: str = ""
 ) -> None:
     if ws.closed:
         return
     with contextlib.suppress(Exception):
         if event is not None:
-            await ws.send_text(json.dumps(event))
+            await ws.send_text(json.dumps(event.to_wire()))
         # A close reason is at most 123 bytes of UTF-8.
         await ws.close(code, reason.encode()[:120].decode(errors="ignore"))

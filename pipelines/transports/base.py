@@ -1,7 +1,8 @@
 """The contract of a media transport: it connects one client's wire to a `SessionRuntime`.
 
 A transport turns its wire into `runtime.push_audio(frames)` (PCM16 at the session's input rate)
-and drains `runtime.outbox` (reply audio + JSON events) back onto the wire. It knows nothing of
+and drains `runtime.outbox` (typed reply audio and events, `providers.messages`) back onto
+the wire, making its wire format (JSON, a codec's, a media track) only there. It knows nothing of
 STT, agents or TTS. When the client goes away for good it calls `on_closed(reason)` once, so the
 session can end and free its slot.
 """

@@ -46,6 +46,7 @@ from backend.rtc import (
 )
 from pipelines.outbox import Outbox
 from pipelines.transports.base import MediaTransport, OnClosed
+from providers.messages import ErrorEvent, Interruption, Message
 from providers.resample import StreamResampler
 from providers.wire import WireCodec
 
@@ -89,7 +90,7 @@ class OutboxTrack(MediaStreamTrack):
             chunks = self._outbox.take_audio(1)
             if not chunks:
                 return
-            pcm = self._resampler.process(np.frombuffer(chunks[0], dtype="<i2"))
+            pcm = self._resampler.process(np.frombuffer(chunks[0].pcm16, dtype="<i2"))
             self._buf = np.concatenate((self._buf, pcm))
 
     async def recv(self) -> Any:
@@ -277,10 +278,12 @@ class WebRtcTransport(MediaTransport):
     async def _events(self, outbox: Outbox) -> None:
         while True:
             out = await outbox.poll(audio=False, events=True, timeout_s=10.0)
-            for _, event in out["items"]:
-                if event.get("type") == "interrupted" and isinstance(self.track, OutboxTrack):
+            for event in out["items"]:  # events only: the audio goes on the track
+                assert isinstance(event, Message)
+                if isinstance(event, Interruption) and isinstance(self.track, OutboxTrack):
                     self.track.clear()
-                for message in self.codec.encode_event(event) if self.codec else [event]:
+                wire = self.codec.encode_event(event) if self.codec else [event.to_wire()]
+                for message in wire:
                     self._send(message if isinstance(message, str | bytes) else json.dumps(message))
             if out["closed"]:
                 return
@@ -323,13 +326,8 @@ class WebRtcTransport(MediaTransport):
         elif kind == "hangup":
             self._end("client hung up")
         else:
-            error = {
-                "type": "error",
-                "code": "invalid_format",
-                "message": 'data channel messages must be JSON: {"type": "ping"} or '
-                '{"type": "hangup"}',
-            }
-            self._send(json.dumps(error))
+            text = 'data channel messages must be JSON: {"type": "ping"} or {"type": "hangup"}'
+            self._send(json.dumps(ErrorEvent(code="invalid_format", message=text).to_wire()))
 
     def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):

@@ -2,7 +2,8 @@
 
 It has the shape of `pipelines.transports.base.MediaTransport` (`start(runtime)`, `aclose()`,
 `on_closed(reason)` once when the call is over) without importing the pipeline: `runtime` is
-anything with `push_audio(frames)`, `start()`, `outbox.poll(...)`, `input_sample_rate_hz` and
+anything with `push_audio(frames)`, `start()`, `outbox.poll(...)` (typed items:
+`providers.messages`), `input_sample_rate_hz` and
 `settings.output_sample_rate_hz` — a `SessionRuntime`.
 
 User audio: the user's track, resampled by the SDK to the session's input rate, goes frame by
@@ -23,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
+
+from providers.messages import AgentText, AudioChunk, Interruption, Message, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class LiveKitTransport:
         self._inbound: asyncio.Task[None] | None = None
         self._outbound: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._events: asyncio.Queue[Message] = asyncio.Queue()
         self._grace: asyncio.Task[None] | None = None
         self._rejoin: asyncio.Task[None] | None = None
         self._closing = False
@@ -212,14 +215,14 @@ class LiveKitTransport:
     async def _send_loop(self) -> None:
         while True:
             out = await self.runtime.outbox.poll(audio=True, events=True, timeout_s=POLL_TIMEOUT_S)
-            for kind, payload in out["items"]:
-                if kind == "audio":
-                    await self._play(payload)
+            for item in out["items"]:
+                if isinstance(item, AudioChunk):
+                    await self._play(item)
                     continue
-                if payload.get("type") == "interrupted" and self.source is not None:
+                if isinstance(item, Interruption) and self.source is not None:
                     self.source.clear_queue()  # barge-in: what is still queued must not be heard
                 # Data messages wait for the server's acks: never let the audio wait on them.
-                self._events.put_nowait(payload)
+                self._events.put_nowait(item)
             if out["closed"]:
                 return
 
@@ -227,7 +230,8 @@ class LiveKitTransport:
         while True:
             await self._publish_event(await self._events.get())
 
-    async def _play(self, pcm16: bytes) -> None:
+    async def _play(self, chunk: AudioChunk) -> None:
+        pcm16 = chunk.pcm16
         if self.source is None or len(pcm16) < 2:
             return
         samples = len(pcm16) // 2
@@ -237,31 +241,30 @@ class LiveKitTransport:
         except Exception as exc:  # e.g. mid-rejoin; the pipeline keeps going
             log.debug("livekit: dropped reply audio: %s", exc)
 
-    async def _publish_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
+    async def _publish_event(self, event: Message) -> None:
         room = self.room
         if room is None or not room.isconnected():
             return
         try:
             await room.local_participant.publish_data(
-                json.dumps(event), reliable=True, topic=EVENTS_TOPIC
+                json.dumps(event.to_wire()), reliable=True, topic=EVENTS_TOPIC
             )
-            if kind == "transcript" and event.get("text"):
+            if isinstance(event, Transcript) and event.text:
                 await self._caption(event, self.user_identity, self.user_track_sid, "user")
-            elif kind == "agent_text" and event.get("text"):
+            elif isinstance(event, AgentText) and event.text:
                 agent = room.local_participant.identity
                 await self._caption(event, agent, self.agent_track_sid, "agent")
         except Exception as exc:  # a lost data message must not stop the audio
-            log.debug("livekit: could not publish %s: %s", kind, exc)
+            log.debug("livekit: could not publish %s: %s", event.type, exc)
 
     async def _caption(
-        self, event: dict[str, Any], identity: str, track_sid: str, who: str
+        self, event: Transcript | AgentText, identity: str, track_sid: str, who: str
     ) -> None:
         assert self.room is not None
-        segment_id = f"{who}-{event.get('turn_id')}-{abs(hash(event['text'])) % 10**8}"
+        segment_id = f"{who}-{event.turn_id}-{abs(hash(event.text)) % 10**8}"
         # Text streams are what current LiveKit clients render as captions...
         await self.room.local_participant.send_text(
-            event["text"],
+            event.text,
             topic=TRANSCRIPTION_TOPIC,
             attributes={
                 "lk.transcribed_track_id": track_sid,
@@ -273,7 +276,7 @@ class LiveKitTransport:
         # ...and transcription packets what older ones do.
         segment = rtc.TranscriptionSegment(
             id=segment_id,
-            text=event["text"],
+            text=event.text,
             start_time=0,
             end_time=0,
             language="en",

@@ -9,6 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from providers.messages import (
+    AgentText,
+    ErrorEvent,
+    Interruption,
+    Message,
+    Metrics,
+    SpeechEnded,
+    SpeechStarted,
+    StateChanged,
+    Transcript,
+)
 from providers.wire import WireFormatError
 
 LABEL = "rtvi-ai"
@@ -53,8 +64,9 @@ def bot_output(text: str) -> dict[str, Any]:
     )
 
 
-def metrics(event: dict[str, Any]) -> dict[str, Any]:
+def metrics(turn: Metrics) -> dict[str, Any]:
     """Our per-turn waterfall as RTVI metrics (seconds, per "processor"), plus the original."""
+    event = turn.to_wire()
 
     def entries(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
         return [
@@ -101,27 +113,25 @@ class RtviEvents:
         self.user_id = user_id
         self.bot_speaking = False
 
-    def messages(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        kind = event.get("type")
-        if kind == "state":
-            return self._bot_speaking(event.get("state") == "speaking")
-        if kind == "speech_started":
-            return [message("user-started-speaking")]
-        if kind == "speech_ended":
-            return [message("user-stopped-speaking")]
-        if kind == "transcript":
-            text = str(event.get("text") or "")
-            return [user_transcription(text, self.user_id)] if text else []
-        if kind == "agent_text":
-            text = str(event.get("text") or "")
-            return [bot_output(text), message("bot-transcription", {"text": text})]
-        if kind == "interrupted":
-            return [message("bot-interrupted"), *self._bot_speaking(False)]
-        if kind == "metrics":
-            return [metrics(event)]
-        if kind == "error":
-            return [error(str(event.get("message") or "error"))]
-        return [message("server-message", event)]
+    def messages(self, event: Message) -> list[dict[str, Any]]:
+        match event:
+            case StateChanged(state=state):
+                return self._bot_speaking(state == "speaking")
+            case SpeechStarted():
+                return [message("user-started-speaking")]
+            case SpeechEnded():
+                return [message("user-stopped-speaking")]
+            case Transcript(text=text):
+                return [user_transcription(text, self.user_id)] if text else []
+            case AgentText(text=text):
+                return [bot_output(text), message("bot-transcription", {"text": text})]
+            case Interruption():
+                return [message("bot-interrupted"), *self._bot_speaking(False)]
+            case Metrics():
+                return [metrics(event)]
+            case ErrorEvent(message=text):
+                return [error(text or "error")]
+        return [message("server-message", event.to_wire())]
 
     def _bot_speaking(self, speaking: bool) -> list[dict[str, Any]]:
         if speaking == self.bot_speaking:

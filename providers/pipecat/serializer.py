@@ -19,6 +19,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from providers.messages import AgentText, AudioChunk, Interruption, Message, Transcript
 from providers.pipecat import frames as pb
 from providers.pipecat import rtvi
 from providers.resample import StreamResampler
@@ -99,28 +100,28 @@ class PipecatCodec(WireCodec):
         return Decoded(replies=[self._message(m) for m in replies], close=close)
 
     # -- session → client ------------------------------------------------------------------
-    def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
+    def encode_audio(self, chunk: AudioChunk) -> list[Outgoing]:
         frame = pb.Frame()
         frame.audio.id = self._next_id()
-        frame.audio.audio = pcm16
-        frame.audio.sample_rate = self.media.output_sample_rate_hz
+        frame.audio.audio = chunk.pcm16
+        frame.audio.sample_rate = chunk.sample_rate_hz
         frame.audio.num_channels = 1
         return [frame.SerializeToString()]
 
-    def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
+    def encode_event(self, event: Message) -> list[Outgoing]:
         # Pipecat's own frames first (the client transport acts on them), then RTVI.
-        kind, frames = event.get("type"), []
-        if kind == "transcript" and event.get("text"):
+        frames = []
+        if isinstance(event, Transcript) and event.text:
             frame = pb.Frame()
             t = frame.transcription
-            t.id, t.text, t.user_id = self._next_id(), str(event["text"]), self.media.user_id
+            t.id, t.text, t.user_id = self._next_id(), event.text, self.media.user_id
             t.timestamp = rtvi.now_iso()
             frames.append(frame.SerializeToString())
-        elif kind == "agent_text":
+        elif isinstance(event, AgentText):
             frame = pb.Frame()
-            frame.text.id, frame.text.text = self._next_id(), str(event.get("text") or "")
+            frame.text.id, frame.text.text = self._next_id(), event.text
             frames.append(frame.SerializeToString())
-        elif kind == "interrupted":
+        elif isinstance(event, Interruption):
             frame = pb.Frame()
             frame.interruption.id = self._next_id()
             frames.append(frame.SerializeToString())

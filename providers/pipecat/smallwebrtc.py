@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from providers.messages import AudioChunk, Closed, Message
 from providers.pipecat import rtvi
 from providers.wire import Decoded, Outgoing, SessionMedia, WireCodec, WireFormatError
 
@@ -103,12 +104,12 @@ class SmallWebRtcCodec(WireCodec):
         kind = message.get("type") if isinstance(message, dict) else None
         return self._error(f"signalling message type {kind!r} is not supported")
 
-    def encode_audio(self, pcm16: bytes) -> list[Outgoing]:
+    def encode_audio(self, chunk: AudioChunk) -> list[Outgoing]:
         return []  # reply audio goes out on the audio track
 
-    def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
+    def encode_event(self, event: Message) -> list[Outgoing]:
         out: list[Outgoing] = [json.dumps(m) for m in self._rtvi.messages(event)]
-        if event.get("type") == "closed":  # the bot left: the client's onBotDisconnected
+        if isinstance(event, Closed):  # the bot left: the client's onBotDisconnected
             out.append(json.dumps(signalling("peerLeft")))
         return out
 

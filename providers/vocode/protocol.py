@@ -29,6 +29,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backend.wav import wav_bytes
+from providers.messages import (
+    AgentText,
+    AudioChunk,
+    Closed,
+    ErrorEvent,
+    Interruption,
+    Message,
+    StateChanged,
+    Transcript,
+)
 from providers.resample import StreamResampler
 from providers.wire import (
     Decoded,
@@ -143,7 +153,10 @@ class VocodeCodec(WireCodec):
         return self._in_resampler(raw)
 
     # -- session → client ------------------------------------------------------------------
-    def encode_audio(self, pcm16: bytes, last: bool = False) -> list[Outgoing]:
+    def encode_audio(self, chunk: AudioChunk) -> list[Outgoing]:
+        return self._audio_out(chunk.pcm16)
+
+    def _audio_out(self, pcm16: bytes, last: bool = False) -> list[Outgoing]:
         if self.output is None or self._out_resampler is None:
             return []  # not started: Vocode clients get audio only after websocket_ready
         pcm = self._out_resampler(pcm16, last=last)
@@ -156,23 +169,22 @@ class VocodeCodec(WireCodec):
         data = base64.b64encode(payload).decode("ascii")
         return [json.dumps({"type": "websocket_audio", "data": data})]
 
-    def encode_event(self, event: dict[str, Any]) -> list[Outgoing]:
-        kind = event.get("type")
-        if kind == "state" and event.get("state") != "speaking":
-            return self.encode_audio(b"", last=True)  # the reply's tail, held by the resampler
-        if kind == "interrupted" and self.output is not None:
-            self._out_resampler = StreamResampler(
-                self.media.output_sample_rate_hz, self.output.sampling_rate
-            )  # drop what it holds: the user talked over it
-            return []
-        if kind == "transcript" and event.get("text"):
-            return self._transcript(str(event["text"]), "human")
-        if kind == "agent_text" and event.get("text"):
-            return self._transcript(str(event["text"]), "bot")
-        if kind == "error":
-            return [_error_json(str(event.get("code")), str(event.get("message")))]
-        if kind == "closed":
-            return [json.dumps({"type": "websocket_stop"})]
+    def encode_event(self, event: Message) -> list[Outgoing]:
+        match event:
+            case StateChanged(state=state) if state != "speaking":
+                return self._audio_out(b"", last=True)  # the reply's tail, held by the resampler
+            case Interruption() if self.output is not None:
+                self._out_resampler = StreamResampler(
+                    self.media.output_sample_rate_hz, self.output.sampling_rate
+                )  # drop what it holds: the user talked over it
+            case Transcript(text=text) if text:
+                return self._transcript(text, "human")
+            case AgentText(text=text) if text:
+                return self._transcript(text, "bot")
+            case ErrorEvent(code=code, message=message):
+                return [_error_json(code, message)]
+            case Closed():
+                return [json.dumps({"type": "websocket_stop"})]
         return []
 
     def _transcript(self, text: str, sender: str) -> list[Outgoing]:

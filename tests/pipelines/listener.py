@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from pipelines.session import SessionRuntime
+from providers.messages import AudioChunk
 
 RATE = 16000
 FRAME = 640  # 20 ms at 16 kHz
@@ -31,12 +32,12 @@ class Listener:
     async def _drain(self) -> None:
         while True:
             out = await self.rt.outbox.poll(timeout_s=5)
-            for kind, payload in out["items"]:
-                if kind == "audio":
+            for item in out["items"]:  # kept as a client sees them: bytes and JSON dicts
+                if isinstance(item, AudioChunk):
                     last = len(self.events) - 1
-                    self.audio_after[last] = self.audio_after.get(last, 0) + len(payload)
+                    self.audio_after[last] = self.audio_after.get(last, 0) + len(item.pcm16)
                 else:
-                    self.events.append(payload)
+                    self.events.append(item.to_wire())
             self._changed.set()
 
     async def until(self, pred: Any, timeout_s: float = 90) -> dict[str, Any]:

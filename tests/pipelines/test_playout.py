@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.outbox import Outbox
 from pipelines.playout import Playout, Segment, heard_text
+from providers.messages import AudioChunk, Event
 
 RATE = 16000
 
@@ -27,8 +28,8 @@ def test_heard_text_cuts_at_the_playout_position(heard_s: float, expected: str) 
     assert heard_text(segments, heard_s) == expected
 
 
-def audio_s(items: list[tuple[str, object]]) -> float:
-    return sum(len(p) for k, p in items if k == "audio") / 2 / RATE  # type: ignore[arg-type]
+def audio_s(items: list[object]) -> float:
+    return sum(len(i.pcm16) for i in items if isinstance(i, AudioChunk)) / 2 / RATE
 
 
 async def test_audio_is_released_at_real_time_plus_a_small_lead() -> None:
@@ -48,10 +49,10 @@ async def test_interrupt_drops_queued_audio_and_releases_nothing_more() -> None:
     playout.begin_segment("a long sentence that will not be heard to its end")
     player = asyncio.create_task(playout.play(bytes(RATE * 2 * 3)))
     await asyncio.sleep(0.2)
-    box.put_event({"type": "keep me"})
+    box.put_event(Event("keep me"))
     heard = playout.interrupt()
     assert 0.0 < heard < 1.0
     await asyncio.wait_for(player, 1.0)
     items = (await box.poll(timeout_s=0.2))["items"]
-    assert [k for k, _ in items] == ["event"], "queued audio must be gone, events kept"
+    assert items == [Event("keep me")], "queued audio must be gone, events kept"
     assert playout.heard_text_at(heard) != "a long sentence that will not be heard to its end"

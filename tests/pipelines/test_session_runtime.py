@@ -14,6 +14,7 @@ from pipelines.session import SessionRuntime
 from pipelines.stt_tts import PipelineSettings
 from providers.agents import build_agent
 from providers.espeak.tts import EspeakTTS
+from providers.messages import AudioChunk, Message
 from providers.pocketsphinx.stt import PocketsphinxSTT
 from providers.retry import RetryPolicy
 from providers.vad.silero import SileroVAD
@@ -49,10 +50,11 @@ async def turn(rt: SessionRuntime, pcm: bytes, timeout_s: float = 30) -> tuple[l
     async with asyncio.timeout(timeout_s):
         while True:
             out = await rt.outbox.poll(timeout_s=timeout_s)
-            for kind, payload in out["items"]:
-                if kind == "audio":
-                    audio.extend(payload)
+            for item in out["items"]:
+                if isinstance(item, AudioChunk):
+                    audio.extend(item.pcm16)
                     continue
+                payload = item.to_wire()
                 events.append(payload)
                 if payload["type"] in ("metrics", "error") or (
                     payload["type"] == "transcript" and not payload["text"]
@@ -120,7 +122,7 @@ async def test_silence_and_noise_make_no_turn(stt: PocketsphinxSTT) -> None:
     noise = (np.random.default_rng(1).normal(0, 30, 16000 * 2)).astype("<i2").tobytes()
     rt.push_audio([noise[i : i + 640] for i in range(0, len(noise), 640)])
     out = await rt.outbox.poll(timeout_s=1.0)
-    kinds = [p["type"] for k, p in out["items"] if k == "event"]
+    kinds = [m.type for m in out["items"] if isinstance(m, Message)]
     assert "speech_started" not in kinds and "agent_reply" not in kinds
     await rt.aclose()
 

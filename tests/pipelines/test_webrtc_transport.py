@@ -20,6 +20,7 @@ from pipelines.stt_tts import PipelineSettings
 from pipelines.transports.webrtc import OutboxTrack, WebRtcOptions, WebRtcTransport
 from providers.agents import build_agent
 from providers.espeak.tts import EspeakTTS
+from providers.messages import AgentReply, AudioChunk
 from providers.pocketsphinx.stt import PocketsphinxSTT
 from providers.vad.silero import SileroVAD
 
@@ -136,8 +137,9 @@ async def test_outbound_track_takes_little_and_drops_it_on_barge_in() -> None:
     outbox = Outbox()
     for _ in range(100):  # 2 s of a 440 Hz tone, in 20 ms chunks at 16 kHz
         t = np.arange(320) / 16000
-        outbox.put_audio((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
-    outbox.put_event({"type": "agent_reply", "text": "x"})
+        tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+        outbox.put_audio(AudioChunk(tone, 16000))
+    outbox.put_event(AgentReply(text="x"))
     track = OutboxTrack(outbox, 16000)
     frames: list[Any] = [await track.recv() for _ in range(5)]
     assert all(rms(f.to_ndarray().reshape(-1)) > 1000 for f in frames[1:])
@@ -147,5 +149,5 @@ async def test_outbound_track_takes_little_and_drops_it_on_barge_in() -> None:
     track.clear()  # ... and the transport the track's own, on the `interrupted` event
     after = [await track.recv() for _ in range(3)]
     assert all(rms(f.to_ndarray().reshape(-1)) == 0 for f in after)
-    assert outbox._items[0][1]["type"] == "agent_reply", "events are left for the events pump"
+    assert outbox._items[0] == AgentReply(text="x"), "events are left for the events pump"
     track.stop()

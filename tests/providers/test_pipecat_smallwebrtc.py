@@ -8,6 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from providers.messages import AudioChunk, Closed, StateChanged, Transcript
 from providers.pipecat.smallwebrtc import SmallWebRtcCodec, SmallWebRtcOffer, SmallWebRtcPatch
 from providers.wire import SessionMedia
 
@@ -47,13 +48,13 @@ def test_malformed_messages_get_an_rtvi_error(message: str | bytes, wanted: str)
 
 def test_events_become_rtvi_json_and_the_end_peer_left() -> None:
     codec = SmallWebRtcCodec(MEDIA)
-    out = [json.loads(m) for m in codec.encode_event({"type": "transcript", "text": "hi"})]
+    out = [json.loads(m) for m in codec.encode_event(Transcript(text="hi"))]
     assert out[0]["type"] == "user-transcription" and out[0]["data"]["user_id"] == "alice"
-    speaking = codec.encode_event({"type": "state", "state": "speaking"})
+    speaking = codec.encode_event(StateChanged("speaking"))
     assert [json.loads(m)["type"] for m in speaking] == ["bot-started-speaking"]
-    assert codec.encode_event({"type": "state", "state": "speaking"}) == []  # once per change
-    assert codec.encode_audio(b"\x00\x00") == []  # audio goes on the track
-    end = [json.loads(m) for m in codec.encode_event({"type": "closed", "reason": "x"})]
+    assert codec.encode_event(StateChanged("speaking")) == []  # once per change
+    assert codec.encode_audio(AudioChunk(b"\x00\x00", 48000)) == []  # audio goes on the track
+    end = [json.loads(m) for m in codec.encode_event(Closed("x"))]
     assert end[-1] == {"type": "signalling", "message": {"type": "peerLeft"}}
 
 

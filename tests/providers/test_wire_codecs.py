@@ -13,6 +13,15 @@ import numpy as np
 import pytest
 
 from backend.wav import wav_bytes
+from providers.messages import (
+    AgentText,
+    AudioChunk,
+    Backchannel,
+    ErrorEvent,
+    Interruption,
+    StateChanged,
+    Transcript,
+)
 from providers.pipecat import frames as pb
 from providers.pipecat.serializer import PipecatCodec
 from providers.vocode.protocol import VocodeCodec
@@ -115,27 +124,27 @@ def test_pipecat_rtvi_handshake_and_disconnect() -> None:
 
 def test_pipecat_session_events_become_frames_and_rtvi() -> None:
     codec = PipecatCodec(MEDIA)
-    (audio,) = codec.encode_audio(b"\x01\x00" * 240)
+    (audio,) = codec.encode_audio(AudioChunk(b"\x01\x00" * 240, 24000))
     f = pb.Frame.FromString(audio).audio
     assert (f.sample_rate, f.num_channels, len(f.audio)) == (24000, 1, 480)
 
-    out = codec.encode_event({"type": "transcript", "text": "hello world", "final": True})
+    out = codec.encode_event(Transcript(text="hello world", final=True))
     t = pb.Frame.FromString(out[0]).transcription
     assert (t.text, t.user_id) == ("hello world", "user-1") and t.timestamp
     assert rtvi_of(out)[0]["data"]["text"] == "hello world"
 
-    speaking = codec.encode_event({"type": "state", "state": "speaking"})
+    speaking = codec.encode_event(StateChanged("speaking"))
     assert [m["type"] for m in rtvi_of(speaking)] == ["bot-started-speaking"]
-    assert codec.encode_event({"type": "state", "state": "speaking"}) == []
+    assert codec.encode_event(StateChanged("speaking")) == []
 
-    interrupted = codec.encode_event({"type": "interrupted", "played_ms": 300})
+    interrupted = codec.encode_event(Interruption(played_ms=300))
     assert pb.Frame.FromString(interrupted[0]).WhichOneof("frame") == "interruption"
     assert [m["type"] for m in rtvi_of(interrupted)] == ["bot-interrupted", "bot-stopped-speaking"]
-    assert codec.encode_event({"type": "state", "state": "listening"}) == []  # said already
+    assert codec.encode_event(StateChanged("listening")) == []  # said already
 
-    (err,) = rtvi_of(codec.encode_event({"type": "error", "code": "x", "message": "boom"}))
+    (err,) = rtvi_of(codec.encode_event(ErrorEvent(code="x", message="boom")))
     assert err["data"] == {"error": "boom", "fatal": False}
-    (other,) = rtvi_of(codec.encode_event({"type": "backchannel", "turn_id": 2}))
+    (other,) = rtvi_of(codec.encode_event(Backchannel(2)))
     assert other["type"] == "server-message" and other["data"]["type"] == "backchannel"
 
 
@@ -164,8 +173,8 @@ def test_vocode_telephony_mulaw_in_and_out() -> None:
     got = codec.decode(audio_msg(mulaw_encode(tone(8000, 0.5))))
     # 8 kHz mu-law → 16 kHz PCM16: 0.5 s less what the resampler holds back (< 0.1 s)
     assert 0.4 <= len(got.audio[0]) / 2 / 16000 <= 0.5
-    (out,) = codec.encode_audio(tone(24000, 0.5))
-    (tail,) = codec.encode_event({"type": "state", "state": "listening"})  # end of the reply
+    (out,) = codec.encode_audio(AudioChunk(tone(24000, 0.5), 24000))
+    (tail,) = codec.encode_event(StateChanged("listening"))  # end of the reply
     payload = b"".join(base64.b64decode(json.loads(m)["data"]) for m in (out, tail))
     assert len(payload) == 4000  # 24 kHz PCM16 → 8 kHz mu-law, one byte per sample, all of it
 
@@ -173,12 +182,12 @@ def test_vocode_telephony_mulaw_in_and_out() -> None:
 def test_vocode_linear16_replies_are_wav_chunks_and_transcripts_follow_subscription() -> None:
     codec = VocodeCodec(MEDIA)
     start(codec, "linear16", 16000, 24000, subscribe_transcript=True)
-    (out,) = codec.encode_audio(tone(24000, 0.1))
+    (out,) = codec.encode_audio(AudioChunk(tone(24000, 0.1), 24000))
     with wave.open(io.BytesIO(base64.b64decode(json.loads(out)["data"]))) as w:
         assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (24000, 1, 2400)
-    (human,) = codec.encode_event({"type": "transcript", "text": "hello world"})
+    (human,) = codec.encode_event(Transcript(text="hello world"))
     assert json.loads(human)["sender"] == "human"
-    (bot,) = codec.encode_event({"type": "agent_text", "text": "You said: hello world"})
+    (bot,) = codec.encode_event(AgentText(text="You said: hello world"))
     assert json.loads(bot) | {"timestamp": 0} == {
         "type": "websocket_transcript",
         "text": "You said: hello world",
@@ -187,7 +196,7 @@ def test_vocode_linear16_replies_are_wav_chunks_and_transcripts_follow_subscript
     }
     unsubscribed = VocodeCodec(MEDIA)
     start(unsubscribed, "linear16", 16000, 16000)
-    assert unsubscribed.encode_event({"type": "transcript", "text": "hello"}) == []
+    assert unsubscribed.encode_event(Transcript(text="hello")) == []
 
 
 @pytest.mark.parametrize(
