@@ -125,6 +125,12 @@ class ControlPlane:
         applied = await self.registry.configure.remote(config.model_dump(mode="json"))
         return self.cache_config(applied, provider)
 
+    @property
+    def cached_config(self) -> Config:
+        """The config as this replica last saw it, without asking the registry: for what is
+        read per connection (relay limits), where a round trip would cost every call."""
+        return self._config
+
     async def config(self) -> Config:
         """The registry's config is the truth: another replica may have updated it."""
         return self.cache_config(await self.registry.get_config.remote())
@@ -394,6 +400,10 @@ class ControlPlane:
         if rec is None or rec.get("status") == "closing":
             raise _not_found("session", session_id)
         return rec
+
+    async def annotate_session(self, session_id: str, updates: dict[str, Any]) -> bool:
+        """Merge `updates` into a session's record; False if there is no such session."""
+        return await self.registry.annotate.remote(session_id, updates)
 
     async def capacity(self) -> dict[str, Any]:
         return await self.registry.capacity.remote()

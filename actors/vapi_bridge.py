@@ -67,6 +67,15 @@ async def handle_webhook(sup: ControlPlane, headers: dict[str, str], body: Any) 
     return {}
 
 
+def call_report(sup: ControlPlane, session_id: str) -> dict[str, Any]:
+    """The call behind a session, and Vapi's end-of-call report once it has come."""
+    provider = _provider(sup)
+    call, report = provider.calls.get(session_id), provider.reports.get(session_id)
+    if call is None and report is None:
+        raise BackendError("vapi.call", ErrorCode.SESSION_NOT_FOUND, f"no call for {session_id!r}")
+    return {"session_id": session_id, "call": call, "end_of_call_report": report}
+
+
 async def _run_tool(actor: Any, call: dict[str, Any]) -> dict[str, Any]:
     fn = call.get("function") or {}
     args = fn.get("arguments") or {}

@@ -111,7 +111,10 @@ def test_dockerignore_keeps_what_the_setup_installs() -> None:
         "scripts/setup.sh",
         "scripts/constraints.txt",
         "serve_app.py",
-        *(f"{pkg}/__init__.py" for pkg in ("backend", "actors", "pipelines", "providers")),
+        *(
+            f"{pkg}/__init__.py"
+            for pkg in ("backend", "actors", "pipelines", "providers", "ingress")
+        ),
         "backend/web/index.html",
     ]
     for path in needed:
