@@ -30,6 +30,7 @@ import numpy as np
 from backend.errors import BackendError, ErrorCode, as_backend_error
 from backend.iface import PipelineState
 from pipelines.audio import PIPELINE_RATE_HZ, FrameSlicer
+from pipelines.barge_in import BargeIn, UtteranceEnd
 from pipelines.endpointing import EndpointingConfig, TurnDetector, TurnEvent
 from pipelines.outbox import Outbox
 from pipelines.playout import LEAD_S, Playout
@@ -119,7 +120,9 @@ class SttTtsPipeline(TurnLoop):
         self._current: TurnTimings | None = None
         # The reply being spoken, if any: what a barge-in cancels.
         self._speaking: tuple[TurnTimings, Playout, asyncio.Task[None]] | None = None
-        self._over_agent = False  # the current utterance began while the agent was speaking
+        self._barge_in = BargeIn(
+            self.settings.allow_interruptions, self.settings.min_interruption_s
+        )
         self._early_finished = False  # the STT was asked to finish this utterance early
         self.last_playout: Playout | None = None
 
@@ -143,19 +146,14 @@ class SttTtsPipeline(TurnLoop):
                 self._maybe_finish_early()
             else:
                 self._preroll.append(frame)
-            if (
-                self._over_agent
-                and det.in_speech
-                and det.speech_s >= self.settings.min_interruption_s
-            ):
-                self._over_agent = False
+            if det.in_speech and self._barge_in.interrupts_now(det.speech_s):
                 self._interrupt()
             if event is TurnEvent.SPEECH_ENDED:
-                if self._over_agent and self._speaking is not None:
-                    self._drop_utterance()  # a backchannel ("yeah", "ok"): the agent goes on
+                agent_speaking = self._speaking is not None
+                if self._barge_in.utterance_ended(agent_speaking) is UtteranceEnd.BACKCHANNEL:
+                    self._drop_utterance()
                 else:
                     self._end_utterance()
-                self._over_agent = False
 
     def _maybe_finish_early(self) -> None:
         """Ask for the transcript while the endpointing delay runs; take it back if the user
@@ -175,7 +173,7 @@ class SttTtsPipeline(TurnLoop):
         self._early_finished = False
         self._turn_counter += 1
         self._current = TurnTimings(turn_id=self._turn_counter)
-        self._over_agent = self._speaking is not None and self.settings.allow_interruptions
+        self._barge_in.utterance_started(agent_speaking=self._speaking is not None)
         self._detector.required_silence_s = self._end_of_turn_silence_s()
         self._stt_cmds.put_nowait(("open", None))
         self.outbox.put_event(SpeechStarted(self._turn_counter))
