@@ -18,7 +18,7 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import ray
@@ -32,7 +32,7 @@ from actors.session_media import SessionMediaMixin
 from actors.session_spec import SessionSpec, settings_from
 from actors.stage_actors import placement
 from actors.stage_host import HostedSTT
-from actors.stage_placement import open_stt, open_tts, start_s2s_stage
+from actors.stage_placement import open_stage, start_s2s_stage
 from backend.auth import retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
@@ -92,26 +92,23 @@ class SessionActor(SessionMediaMixin, ObservedSession):
     async def _load(self, hosts: dict[str, Any]) -> dict[str, Any]:
         p = self.profile
         opts, owner, ns = p.stage_options, self.worker_name, self.namespace
-        (self._stt, stt_at), (self._tts, tts_at) = await asyncio.gather(
-            open_stt(
-                p.placement("stt"),
-                owner,
-                ns,
-                p.stt_provider,
-                opts.get(p.stt_provider, {}),
-                p.stage_spares,
-                hosts.get("stt"),
-                self._host_failover("stt"),
-            ),
-            open_tts(
-                p.placement("tts"),
-                owner,
-                ns,
-                p.tts_provider,
-                opts.get(p.tts_provider, {}),
-                p.stage_spares,
-            ),
+        (stt, stt_at), (tts, tts_at) = await asyncio.gather(
+            *(
+                open_stage(
+                    kind,
+                    p.placement(kind),
+                    owner,
+                    ns,
+                    provider,
+                    opts.get(provider, {}),
+                    p.stage_spares,
+                    hosts.get(kind),
+                    self._host_failover(kind),
+                )
+                for kind, provider in (("stt", p.stt_provider), ("tts", p.tts_provider))
+            )
         )
+        self._stt, self._tts = cast(STT, stt), cast(TTS, tts)
         for stage in (self._stt, self._tts):
             if (slot := getattr(stage, "slot", None)) is not None:
                 slot.on_failover = self._stage_failover

@@ -1,11 +1,10 @@
-"""Replacing a session's STT or TTS stage whose process died.
+"""Replacing a session's own STT or TTS stage (the `session` placement) whose process died.
 
 Ray restarts a stage actor (`max_restarts`), but a restart is a cold worker start: ~1 s during
-which the caller hears nothing (DESIGN.md). With `Config.stage_spares`, each worker keeps one
-spare stage of each kind, already started and loaded on the same node; when a call finds its
-stage dead, the spare takes over at once and the dead stage is stopped for good (no restart),
-then a new spare loads in the background. Without a spare (or before it is ready), the caller
-waits for Ray's restart of the same actor.
+which the caller hears nothing (README, "Reliability"). With `Config.stage_spares`, each
+worker keeps one spare stage of each kind, loaded on the same node; when a call finds its stage
+dead, the spare takes over at once and the dead one is stopped for good (no restart), then a
+new spare loads in the background. Without a spare, the caller waits for Ray's restart.
 
 Only `StageSlot` knows which actor is live; the proxies in `actors/stage_actors.py` retry the
 failed call on whatever it hands back (replaying an utterance's audio, resuming a sentence).

@@ -91,7 +91,8 @@ async def open_node_stt(
     return HostedSTT(slot, caps, provider, owner), {"provider": provider, "placement": "node", **at}
 
 
-async def open_stt(
+async def open_stage(
+    kind: str,
     placement_: str,
     owner: str,
     namespace: str,
@@ -100,26 +101,16 @@ async def open_stt(
     spares: bool,
     host: Any = None,
     failover: Callable[[Any], Awaitable[tuple[Any, int | None]]] | None = None,
-) -> tuple[STT, Where]:
+) -> tuple[STT | TTS, Where]:
+    """The worker's `kind` stage ("stt" or "tts") where `placement_` says; a `node` stage needs
+    the node's host and how to find its successor."""
     if placement_ == "node":
         assert host is not None and failover is not None, "a node placement needs its host"
         return await open_node_stt(owner, provider, host, failover)
     if placement_ == "inline":
-        return await open_inline(STT_PROVIDERS, provider, options)
-    return await open_session_stage("stt", owner, namespace, provider, options, spares)
-
-
-async def open_tts(
-    placement_: str,
-    owner: str,
-    namespace: str,
-    provider: str,
-    options: dict[str, Any],
-    spares: bool,
-) -> tuple[TTS, Where]:
-    if placement_ == "inline":
-        return await open_inline(TTS_PROVIDERS, provider, options)
-    return await open_session_stage("tts", owner, namespace, provider, options, spares)
+        registry = STT_PROVIDERS if kind == "stt" else TTS_PROVIDERS
+        return await open_inline(registry, provider, options)
+    return await open_session_stage(kind, owner, namespace, provider, options, spares)
 
 
 async def start_s2s_stage(

@@ -14,7 +14,7 @@ from typing import Any
 import websockets
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.media.relay import CLOSE_NORMAL, CLOSE_SESSION_ERROR
+from actors.media.relay import CLOSE_NORMAL, CLOSE_SESSION_ERROR, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,7 @@ async def proxy(ws: WebSocket, actor: Any, upstream_url: str) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_all(tasks)
         with contextlib.suppress(Exception):
             await bot.close()
         await _close(ws, CLOSE_NORMAL)

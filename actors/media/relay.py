@@ -130,11 +130,7 @@ async def relay(
         log.warning("websocket relay ended: %s", err)
         await _close(ws, CLOSE_SESSION_ERROR, ErrorEvent.of(err), err.message)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_all(tasks)
         if stop is not None and stop.done() and not stop.cancelled() and not ws.closed:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(FAREWELL_TIMEOUT_S):
@@ -299,3 +295,12 @@ async def _close(
             await ws.send_text(json.dumps(event.to_wire()))
         # A close reason is at most 123 bytes of UTF-8.
         await ws.close(code, reason.encode()[:120].decode(errors="ignore"))
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel a connection's loops and wait until they have ended."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t

@@ -1,4 +1,4 @@
-"""The Python API of DESIGN.md against the embedded `local` provider, on a real Ray cluster."""
+"""The Python API (README, "Python API") against the embedded `local` provider, on real Ray."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def collect_turn(sess: Any, timeout_s: float = 60.0) -> list[dict[str, Any
 
 
 async def test_seed_tutorial_flow(backend_holder: Any) -> None:
-    """DESIGN.md's translation of the seed tutorial, line by line."""
+    """The seed tutorial's flow, translated line by line."""
     cfg = Config(
         provider="local",
         pipeline_type=PipelineType.STT_TTS,
