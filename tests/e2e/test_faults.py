@@ -10,6 +10,7 @@ on the same node keeps talking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
@@ -122,7 +123,7 @@ async def test_a_session_killed_mid_call_frees_its_slot_and_spares_the_others(
     backend: Any, base_url: str, hello: bytes
 ) -> None:
     await backend.update_config(make_config(max_concurrent_sessions=2, health_check_interval=1.0))
-    async with HttpClient(base_url) as client:
+    async with HttpClient(base_url) as client, contextlib.AsyncExitStack() as stack:
         doomed = await client.create_session(user_id="doomed")
         other = await client.create_session(user_id="other")
         with pytest.raises(BackendError) as full:
@@ -132,10 +133,17 @@ async def test_a_session_killed_mid_call_frees_its_slot_and_spares_the_others(
         other_node = (await client.get_session(other["session_id"]))["node_id"]
         assert (await client.get_session(doomed["session_id"]))["node_id"] == other_node
 
-        async with Call.open(doomed) as victim, Call.open(other) as bystander:
+        # The victim listens through the Serve port (the relay outlives the session's process
+        # and says why); its direct connection ends with the process that served it.
+        async with (
+            Call.open(doomed, "fallback_url") as victim,
+            Call.open(other) as bystander,
+        ):
             talking = asyncio.create_task(bystander.say(hello))
             await victim.say(hello)
             await victim.wait("speech_started")
+            # Opened now, so that the session's own events went to the victim's connection.
+            direct = await stack.enter_async_context(Call.open(doomed))
             before = await client.health()
             reaped_before, last_check = before["details"]["reaped_total"], before["last_check"]
             os.kill(doomed_pid, signal.SIGKILL)
@@ -149,6 +157,11 @@ async def test_a_session_killed_mid_call_frees_its_slot_and_spares_the_others(
 
             assert await wait_for(closed, 30)
             assert victim.close is not None and victim.close[0] == 1011
+
+            async def direct_closed() -> Any:
+                return direct.close
+
+            assert await wait_for(direct_closed, 30)
 
             # Gone by the end of the first health round that started after the kill: wait
             # for two rounds to complete (the first may have begun before the kill).

@@ -9,6 +9,7 @@ keeps talking, and the new replica lists it (its view is the registry's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
@@ -45,8 +46,10 @@ async def worker_pid(session: dict[str, Any]) -> int:
     return (await actor.describe.remote())["pid"]
 
 
-async def talk_one_turn(session: dict[str, Any], hello: bytes, turn_id: int) -> Call:
-    async with Call.open(session) as call:
+async def talk_one_turn(
+    session: dict[str, Any], hello: bytes, turn_id: int, via: str = "url"
+) -> Call:
+    async with Call.open(session, via) as call:
         await call.say(hello)
         assert (await call.turn_done(turn_id))["type"] == "metrics", call.events
         assert call.of("transcript", turn_id=turn_id)[0]["text"] == "hello world"
@@ -61,15 +64,22 @@ async def test_killed_ingress_replica_the_call_survives_and_reconnects(
         pid_before = await worker_pid(session)
         old = ingress_pids()
         assert len(old) == 1
-        async with Call.open(session) as call:
-            await call.say(hello_16k)
-            assert (await call.turn_done(1))["type"] == "metrics"
+        async with Call.open(session) as direct, contextlib.AsyncExitStack() as stack:
+            await direct.say(hello_16k)
+            assert (await direct.turn_done(1))["type"] == "metrics"
+            # A second client, through the Serve port, joins between turns (two sockets of one
+            # call share its events: none is expected while both are open).
+            relayed = await stack.enter_async_context(Call.open(session, "fallback_url"))
             os.kill(next(iter(old)), signal.SIGKILL)
 
             async def dropped() -> Any:
-                return call.close
+                return relayed.close
 
             assert await wait_for(dropped, 60), "the socket through the dead replica must end"
+            # The direct socket never went through the replica: the call goes on, on it.
+            await direct.say(hello_16k)
+            assert (await direct.turn_done(2))["type"] == "metrics", direct.events
+            assert direct.close is None
 
         async def new_replica_serves() -> Any:
             if not ingress_pids() - old:
@@ -85,7 +95,7 @@ async def test_killed_ingress_replica_the_call_survives_and_reconnects(
         assert health["active_sessions"] >= 1
         assert await worker_pid(session) == pid_before  # the same call, never restarted
 
-        await talk_one_turn(session, hello_16k, 2)  # same token, new replica
+        await talk_one_turn(session, hello_16k, 3, "fallback_url")  # same token, new replica
         await client.close_session(session["session_id"])
 
 
