@@ -90,8 +90,11 @@ class Observed:
         _announce(repr(self))
 
     @contextlib.contextmanager
-    def _obs_call(self, name: str, **attributes: Any) -> Iterator[Span | None]:
-        """One provider call of a stage: a span under the session's, and errors counted."""
+    def _obs_call(
+        self, name: str, stage: str | None = None, provider: str | None = None, **attributes: Any
+    ) -> Iterator[Span | None]:
+        """One provider call of a stage: a span under the session's, and errors counted.
+        `stage`, `provider`: of a stage that runs in this process for its session (inline)."""
         span = None
         if tracing.enabled() and self._obs_ctx is not None:
             span = tracing.tracer().start_span(
@@ -103,7 +106,7 @@ class Observed:
             yield span
         except Exception as exc:
             code = str(getattr(getattr(exc, "code", None), "value", type(exc).__name__))
-            metrics.provider_error(self._obs_stage, self._obs_provider, code)
+            metrics.provider_error(stage or self._obs_stage, provider or self._obs_provider, code)
             if span is not None:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, code))

@@ -27,6 +27,7 @@ from actors.hooks import run_retention_hook
 from actors.metrics import record_turn
 from actors.names import REGISTRY_NAME
 from actors.observability import ObservedSession
+from actors.observed_stages import ObservedSTT, ObservedTTS
 from actors.profile import DEFAULT_S2S_PROVIDER, WorkerProfile
 from actors.session_media import SessionMediaMixin
 from actors.session_spec import SessionSpec, settings_from
@@ -116,6 +117,18 @@ class SessionActor(SessionMediaMixin, ObservedSession):
         stages = {"stt": stt_at, "tts": tts_at}
         return {**placement(), "stages": stages, "worker": self.worker_name}
 
+    def _observed(self, kind: str, stage: Any) -> Any:
+        """A stage that does its work in this process for this session (inline, or the
+        session's side of a node host): spans and error counts as a stage actor's own."""
+        if self.profile.placement(kind) == "session":
+            return stage  # its actor observes itself
+        provider = self.profile.stt_provider if kind == "stt" else self.profile.tts_provider
+
+        def observe(name: str, **attributes: Any) -> Any:
+            return self._obs_call(name, stage=kind, provider=provider, **attributes)
+
+        return (ObservedSTT if kind == "stt" else ObservedTTS)(stage, observe)
+
     def _host_failover(self, kind: str) -> Any:
         """How a `node` stage learns its host's successor: the registry promotes the node's
         spare once for every call on the node."""
@@ -186,8 +199,8 @@ class SessionActor(SessionMediaMixin, ObservedSession):
                 self.runtime = SessionRuntime(
                     **common,
                     vad=vad,
-                    stt=self._stt,
-                    tts=self._tts,
+                    stt=self._observed("stt", self._stt),
+                    tts=self._observed("tts", self._tts),
                     turn_detection=TURN_DETECTORS.create(config.turn_detection_provider),
                     trace_attributes={
                         "user.id": spec.user_id,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backend.http_client import HttpClient
-from tests.conftest import make_config, wait_for
+from tests.conftest import SESSION_STAGES, make_config, wait_for
 from tests.fakes.otlp_collector import OtlpCollector, ReceivedSpan
 
 pytestmark = pytest.mark.ray
@@ -43,6 +43,7 @@ async def test_a_session_is_one_trace_across_ingress_session_and_stage_actors(
             enable_tracing=True,
             tracing_endpoint=collector.url,
             provider_config={"ice_servers": ice},
+            **SESSION_STAGES,  # each stage in a process of its own, each with its spans
         )
     )
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
