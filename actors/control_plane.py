@@ -88,6 +88,7 @@ class ControlPlane(HealthViewMixin):
         self._auth_hook: Any = None
         self._health_cache: dict[str, Any] | None = None
         self._health_stale = False  # this replica changed something since the last report
+        self._health_gen = 0
         self._health_task: asyncio.Task[None] | None = None
         self._health_wanted_at = 0.0
 
@@ -293,7 +294,7 @@ class ControlPlane(HealthViewMixin):
                 raise _WorkerLost(as_backend_error("create_session", exc)) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker
-        self._health_stale = True
+        self.health_changed()
         metrics.session_created(updates["startup_ms"] / 1000, sc.pipeline_type.value, res["warm"])
         return {
             **record,
@@ -318,7 +319,7 @@ class ControlPlane(HealthViewMixin):
             with contextlib.suppress(Exception):
                 await self.provider.close_session(session_id)
             await self.registry.finish.remote(session_id, report)
-            self._health_stale = True
+            self.health_changed()
 
     async def close_all(self, reason: str) -> int:
         records = await self.registry.list.remote()

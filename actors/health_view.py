@@ -32,6 +32,7 @@ class HealthViewMixin:
     _hooks_rev: int
     _health_cache: dict[str, Any] | None
     _health_stale: bool
+    _health_gen: int
     _health_task: asyncio.Task[None] | None
     _health_wanted_at: float
     _provider_health: tuple[float, dict[str, Any]]
@@ -52,14 +53,27 @@ class HealthViewMixin:
             self._health_task = asyncio.create_task(self._refresh_health())
         if self._health_cache is None or self._health_stale:
             self._health_stale = False
-            self._health_cache = await self.health()
+            gen = self._health_gen
+            report = await self.health()
+            if gen == self._health_gen:
+                self._health_cache = report
+            return report
         return self._health_cache
+
+    def health_changed(self) -> None:
+        """This replica created or closed a session: the next request fetches a new report,
+        and a refresh already under way (asked before the change) is not kept."""
+        self._health_stale = True
+        self._health_gen += 1
 
     async def _refresh_health(self) -> None:
         while time.monotonic() - self._health_wanted_at < HEALTH_IDLE_S:
             await asyncio.sleep(HEALTH_REFRESH_S)
             try:
-                self._health_cache = await self.health()
+                gen = self._health_gen
+                report = await self.health()
+                if gen == self._health_gen:
+                    self._health_cache = report
                 # Keys or hooks added through another replica close the details here too.
                 view = await self.registry.auth_view.remote(self._rev, self._hooks_rev)
                 if "config" in view:
