@@ -97,7 +97,10 @@ def test_documented_variables_never_stop_the_server_from_starting(
     """What `voice-backend serve` and `serve run serve_app:build_app` read before Ray starts."""
     from backend import cli
 
-    monkeypatch.delenv("RAY_OVERRIDE_RESOURCES", raising=False)  # build_app may set it
+    # build_app may set it: recorded first (setenv), so the test's end restores it (unset),
+    # else every Ray node the suite starts later would offer 100 session slots.
+    monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", "")
+    monkeypatch.delenv("RAY_OVERRIDE_RESOURCES")
     for name in names:
         monkeypatch.setenv(name, DOCUMENTED_ENV[name])
     config = cli._config(cli._parser().parse_args(["serve"]))
