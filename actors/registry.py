@@ -32,9 +32,9 @@ from actors.host_pool import HostPool
 from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
 from actors.node_hosts import NodeHostsMixin
 from actors.profile import WorkerProfile, cpu_cores_per_call, stage_options
+from actors.registry_security import RegistrySecurityMixin
 from actors.session_actor import SessionActor
 from actors.warm_pool import WarmPool, Worker, WorkerOps
-from backend.auth import check_rate
 from backend.errors import BackendError
 from backend.iface import Config
 from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
@@ -96,7 +96,7 @@ def _wanted_hosts(profile: WorkerProfile | None) -> dict[str, tuple[str, str, di
 
 # On the head: admission state must not live on a node that hosts (and may lose) calls.
 @ray.remote(num_cpus=0, max_restarts=0, resources={HEAD_RESOURCE: 0.001})
-class SessionRegistry(NodeHostsMixin):
+class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.config = Config()
@@ -255,36 +255,6 @@ class SessionRegistry(NodeHostsMixin):
             return False
         rec.update(updates)
         return True
-
-    # -- security: hooks for every replica, and the cluster-wide rate limit -----------------
-    def set_hooks(self, hooks: dict[str, bytes]) -> int:
-        return self.security.set_hooks(hooks)
-
-    def auth_view(self, config_rev: int, hooks_rev: int) -> dict[str, Any]:
-        """What an ingress replica needs to authenticate a request: the config and the hooks,
-        each only if it changed since the revision the replica holds."""
-        out: dict[str, Any] = {"hooks_rev": self.security.hooks_rev}
-        if config_rev != self.rev:
-            out["config"] = self.get_config()
-        if hooks_rev != self.security.hooks_rev:
-            out["hooks"] = dict(self.security.hooks)
-        return out
-
-    async def check_rate(self, user_id: str, hooks_rev: int = -1) -> dict[str, Any]:
-        """Session creation rate per user: one limiter for the whole cluster. Returns the hooks
-        if the caller's are older than `hooks_rev` (a session's spec carries its retention hook)."""
-        await check_rate(self.security.limiter(self.config.session_rate_per_user), user_id)
-        return self.auth_view(self.rev, hooks_rev)
-
-    def provider_state(self, worker: str, provider: str, state: dict[str, Any]) -> None:
-        """A worker's circuit breaker for `provider` changed state (`providers/resilience.py`)."""
-        by_worker = self.breakers.setdefault(provider, {})
-        if state.get("state") == "closed":
-            by_worker.pop(worker, None)
-        else:
-            by_worker[worker] = {**state, "at": time.time()}
-        if not by_worker:
-            self.breakers.pop(provider, None)
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, session_id: str) -> dict[str, Any] | None:
