@@ -139,10 +139,10 @@ async def random_turns(sessions: list[dict[str, Any]], conns: list[Any]) -> dict
 
     async def one(i: int) -> tuple[bool, float]:
         ws, t0 = conns[i], time.monotonic()
-        for off in range(0, len(pcm), 640):
-            await ws.send(pcm[off : off + 640])
+        audio = pcm + bytes(640 * 75)  # 1.5 s of silence ends the turn
+        for off in range(0, len(audio), 640):  # 20 ms frames, in real time
+            await ws.send(audio[off : off + 640])
             await asyncio.sleep(0.02)
-        await ws.send(bytes(640 * 75))  # 1.5 s of silence ends the turn
         heard, audio = "", False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):
