@@ -45,7 +45,8 @@ async def test_sessions_take_warm_workers_which_are_reused_but_never_shared(
     # Returned to the pool, the same (oldest) worker serves the next session.
     second = await backend.create_session(echo("pool-2"))
     assert second.info["warm_start"] is True
-    assert second.info["worker"] == worker and second.info["sessions_served"] == 2
+    served = first.info["sessions_served"]  # the shared backend's workers may have served before
+    assert second.info["worker"] == worker and second.info["sessions_served"] == served + 1
     # A handle kept from the first session can never reach the second one.
     with pytest.raises(BackendError) as stale:
         await first.process_audio(hello_16k)
