@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnschedulableError, RayActorError
 
 from actors import metrics, observability
 from actors.errors import as_backend_error
@@ -283,14 +283,16 @@ class ControlPlane(HealthViewMixin):
             if opened:
                 with contextlib.suppress(Exception):
                     await self.provider.close_session(session_id)
-            await self.registry.abort.remote(session_id)
+            # A worker placed on a node that has just left: the registry re-reads the nodes.
+            node_gone = isinstance(exc, ActorUnschedulableError)
+            await self.registry.abort.remote(session_id, node_gone)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if isinstance(exc, TimeoutError):
                 raise BackendError(
                     "create_session", ErrorCode.CONNECTION_TIMEOUT, "session did not start in time"
                 ) from None
-            if isinstance(exc, RayActorError):
+            if isinstance(exc, RayActorError | ActorUnschedulableError):
                 raise _WorkerLost(as_backend_error("create_session", exc)) from None
             raise as_backend_error("create_session", exc) from None
         self._handles[res["worker_name"]] = worker

@@ -182,9 +182,14 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
         self.sessions_total += 1
         return True
 
-    def abort(self, session_id: str) -> None:
+    def abort(self, session_id: str, node_gone: bool = False) -> None:
         """Creating the session failed after `reserve`: free the slot; the half-bound worker is
-        not trusted with another session."""
+        not trusted with another session. `node_gone`: its node left the cluster before the
+        next ping round noticed; the nodes are read again now, so the retry goes elsewhere."""
+        if node_gone:
+            for w in self.pool.set_nodes(*alive_nodes()):
+                if w.session_id is not None and w.session_id != session_id:
+                    self._reap(w.session_id, f"node {w.node_id[:12]} left the cluster")
         rec = self.records.pop(session_id, None)
         w = self.pool.by_session(session_id)
         if w is not None:
