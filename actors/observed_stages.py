@@ -29,13 +29,14 @@ class _ObservedStream(SttStream):
         await self._inner.aclose()
 
 
-class ObservedSTT(STT):
-    def __init__(self, inner: STT, observe: Observe) -> None:
+class _Delegating:
+    """What an observed stage passes to the stage it wraps unchanged."""
+
+    inner: Any
+
+    def __init__(self, inner: Any, observe: Observe) -> None:
         self.inner, self._observe = inner, observe
         self.name, self.capabilities = inner.name, inner.capabilities
-
-    def stream(self) -> SttStream:
-        return _ObservedStream(self.inner.stream(), self._observe)
 
     async def connect(self) -> None:
         await self.inner.connect()
@@ -47,27 +48,19 @@ class ObservedSTT(STT):
         await self.inner.aclose()
 
 
-class ObservedTTS(TTS):
-    def __init__(self, inner: TTS, observe: Observe) -> None:
-        self.inner, self._observe = inner, observe
-        self.name, self.capabilities = inner.name, inner.capabilities
+class ObservedSTT(_Delegating, STT):
+    def stream(self) -> SttStream:
+        return _ObservedStream(self.inner.stream(), self._observe)
 
+
+class ObservedTTS(_Delegating, TTS):
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         with self._observe("tts.synthesize", **{"tts.chars": len(text)}):
             async for chunk in self.inner.synthesize(text):
                 yield chunk
-
-    async def connect(self) -> None:
-        await self.inner.connect()
-
-    async def warm_up(self) -> None:
-        await self.inner.warm_up()
 
     async def begin_turn(self, turn_id: int) -> None:
         await self.inner.begin_turn(turn_id)
 
     async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
         await self.inner.end_turn(turn_id, interrupted)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

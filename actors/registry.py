@@ -230,9 +230,7 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
         if w is not None and w.session_id == session_id:
             w.session_id = f"closing:{session_id}"
         if rec is not None:
-            metrics.session_ended(reason)
-            self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
-            del self.reaped[:-1000]
+            self._hand_over(rec, reason)
             self._wake_pool()
 
     def worker_released(self, worker: str, report: dict[str, Any] | None) -> str:
@@ -423,7 +421,12 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
         if rec is None:
             return
         log.warning("reaping session %s: %s", session_id, reason)
-        metrics.session_ended(reason)
         self.reaped_total += 1
+        self._hand_over(rec, reason)
+
+    def _hand_over(self, rec: dict[str, Any], reason: str) -> None:
+        """A session ended without the control plane: its record waits for it (`take_reaped`)
+        to release the provider's side."""
+        metrics.session_ended(reason)
         self.reaped.append({**rec, "reason": reason, "reaped_at": time.time()})
         del self.reaped[:-1000]

@@ -44,7 +44,7 @@ class SttHostActor:
 
     async def _load(self, preload: int) -> SttCapabilities:
         await asyncio.gather(*(self.pool.grow() for _ in range(max(1, preload))))
-        asyncio.get_running_loop().create_task(self._reaper())
+        self._reaping = asyncio.get_running_loop().create_task(self._reaper())
         return STT_PROVIDERS.resolve(self.provider).capabilities
 
     async def _reaper(self) -> None:

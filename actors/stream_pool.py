@@ -46,6 +46,7 @@ class StreamPool:
         self._open: dict[str, _Open] = {}
         self._available = asyncio.Condition()
         self.waiting = 0  # utterances queued for a recogniser
+        self._growing: set[asyncio.Task[None]] = set()
         self.stats = {"utterances": 0, "queued": 0, "abandoned": 0}
 
     async def grow(self) -> None:
@@ -67,7 +68,9 @@ class StreamPool:
     async def _take(self) -> STT:
         async with self._available:
             if not self._free and self._size < self.max_size:
-                asyncio.get_running_loop().create_task(self._grow_quietly())
+                task = asyncio.get_running_loop().create_task(self._grow_quietly())
+                self._growing.add(task)  # kept referenced until done (asyncio holds it weakly)
+                task.add_done_callback(self._growing.discard)
             if not self._free:
                 self.waiting += 1
                 self.stats["queued"] += 1
