@@ -26,7 +26,8 @@ from actors.observability import observe_handle
 from backend.config_file import load_config
 from backend.errors import BackendError
 from backend.http_limits import BodySizeLimit
-from backend.iface import Config, SessionConfig, unmask_secrets
+from backend.iface import Config, SessionConfig
+from backend.secret_masking import unmask_secrets
 from ingress import app as http_app  # a module: the replica uses its own, never a copy
 
 NAMESPACE = "voice_backend"

@@ -19,17 +19,16 @@ import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError
 
 from actors import metrics, observability
+from actors.config_view import ConfigViewMixin
 from actors.errors import as_backend_error
 from actors.health_view import HealthViewMixin
-from actors.hooks import load_hook
 from actors.media_endpoints import direct_media, webrtc_media
 from actors.names import REGISTRY_NAME
-from actors.profile import DEFAULT_S2S_PROVIDER, placements, stage_options
+from actors.profile import DEFAULT_S2S_PROVIDER, stage_options
 from actors.registry import SessionRegistry
 from actors.session_ref import SessionRef
 from actors.session_spec import SessionSpec
 from backend import tracing
-from backend.auth import Credentials, Principal, authenticate, refuse_all
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType, SessionConfig
 from pipelines.audio import PIPELINE_RATE_HZ
@@ -68,7 +67,7 @@ def get_registry(namespace: str) -> Any:
     ).remote(namespace)
 
 
-class ControlPlane(HealthViewMixin):
+class ControlPlane(ConfigViewMixin, HealthViewMixin):
     """The ingress's control-plane logic, shared by its HTTP routes and its Python handle methods:
     create, close, list and health of sessions, through the registry and the session workers."""
 
@@ -91,71 +90,6 @@ class ControlPlane(HealthViewMixin):
         self._health_gen = 0
         self._health_task: asyncio.Task[None] | None = None
         self._health_wanted_at = 0.0
-
-    def cache_config(
-        self, values: dict[str, Any], provider: BackendProvider | None = None
-    ) -> Config:
-        values = dict(values)
-        self._rev = values.pop("_rev", -1)
-        config = Config(**values)
-        if provider is not None:
-            self.provider = provider
-        elif config.provider_config != self._config.provider_config:
-            # Another replica's update_config changed the provider's options: run with them here
-            # too (they were validated where they were applied).
-            self.provider = BACKENDS.create(self.provider_name, config.provider_config)
-        self._config = config
-        observability.configure_ingress(self._config, self.provider_name)
-        return self._config
-
-    async def apply_config(self, config: Config) -> Config:
-        if config.provider != self.provider_name:
-            raise BackendError(
-                "update_config",
-                ErrorCode.INVALID_CONFIG,
-                f"provider: this backend runs {self.provider_name!r}; a new provider needs a new "
-                "deployment",
-                field="provider",
-            )
-        provider = BACKENDS.create(config.provider, config.provider_config)  # validates keys
-        _check_placements(config)
-        if config.pipeline_type is PipelineType.STT_TTS:
-            provider.check_stage_providers(config.stt_provider, config.tts_provider)
-        applied = await self.registry.configure.remote(config.model_dump(mode="json"))
-        return self.cache_config(applied, provider)
-
-    @property
-    def cached_config(self) -> Config:
-        """The config as this replica last saw it, without asking the registry: for what is
-        read per connection (relay limits), where a round trip would cost every call."""
-        return self._config
-
-    async def config(self) -> Config:
-        """The registry's config is the truth: another replica may have updated it."""
-        return self.cache_config(await self.registry.get_config.remote())
-
-    # -- security (backend/auth.py) --------------------------------------------------------
-    def _take_hooks(self, view: dict[str, Any]) -> None:
-        if "hooks" in view:
-            self._hooks = view["hooks"]
-            try:
-                self._auth_hook = load_hook(self._hooks.get("auth_hook"))
-            except Exception as exc:  # fail closed: refuse requests rather than let them in
-                log.error("auth_hook could not be loaded here: %s", type(exc).__name__)
-                self._auth_hook = refuse_all
-        self._hooks_rev = view.get("hooks_rev", self._hooks_rev)
-
-    async def authenticate(self, creds: Credentials) -> Principal:
-        """The caller of an HTTP request; the registry's keys and hooks are the truth, so a key
-        revoked through any replica is refused by all of them at once."""
-        view = await self.registry.auth_view.remote(self._rev, self._hooks_rev)
-        if "config" in view:
-            self.cache_config(view["config"])
-        self._take_hooks(view)
-        return await authenticate(creds, self._config.api_keys, self._auth_hook)
-
-    async def set_hooks(self, hooks: dict[str, bytes]) -> int:
-        return await self.registry.set_hooks.remote(hooks)
 
     # -- create ----------------------------------------------------------------------------
     def _validate(self, config: Config, sc: SessionConfig) -> None:
@@ -408,16 +342,6 @@ class ControlPlane(HealthViewMixin):
 
     async def capacity(self) -> dict[str, Any]:
         return await self.registry.capacity.remote()
-
-
-def _check_placements(config: Config) -> None:
-    """A stage placed where it cannot run is refused by name when the config is applied; an
-    unknown provider is refused when a session needs it (as before placements existed)."""
-    try:
-        placements(config)
-    except BackendError as err:
-        if err.code is not ErrorCode.PROVIDER_NOT_FOUND:
-            raise
 
 
 def _replica_id() -> str | None:

@@ -7,13 +7,16 @@ the running one are interchangeable, so a config change makes old workers drain 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
 from providers.backend import BackendProvider
-from providers.registry import S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS
+from providers.registry import BACKENDS, S2S_PROVIDERS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_S2S_PROVIDER = "local"  # s2s sessions on a backend configured without an s2s provider
 PLACEMENTS = ("inline", "node", "session")
@@ -127,3 +130,37 @@ class WorkerProfile:
         return json.dumps(
             [kind, provider, self.stage_options.get(provider, {})], sort_keys=True, default=str
         )
+
+
+def profile_for(config: Config) -> WorkerProfile | None:
+    """The workers this config needs, or None if one of its providers cannot be loaded."""
+    try:
+        for registry, name in (
+            (STT_PROVIDERS, config.stt_provider),
+            (TTS_PROVIDERS, config.tts_provider),
+            (VAD_PROVIDERS, config.vad_provider),
+        ):
+            registry.resolve(name or "")
+        options = stage_options(BACKENDS.create(config.provider, config.provider_config), config)
+    except BackendError as err:
+        log.warning("warm pool paused: %s", err)
+        return None
+    return WorkerProfile.from_config(config, options)
+
+
+def cpu_share_or_zero(config: Config) -> float:
+    """What one call costs in cores (0 when a provider cannot be loaded: admission pauses)."""
+    try:
+        return cpu_cores_per_call(config)
+    except BackendError:
+        return 0.0
+
+
+def hosts_wanted(profile: WorkerProfile | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """The node-shared hosts a profile needs: host key -> (kind, provider, options)."""
+    if profile is None:
+        return {}
+    return {
+        profile.host_key(kind): (kind, provider, profile.stage_options.get(provider, {}))
+        for kind, provider in profile.node_stages.items()
+    }

@@ -31,13 +31,11 @@ from actors.hooks import SecurityState
 from actors.host_pool import HostPool
 from actors.names import HEAD_RESOURCE, REGISTRY_NAME, SESSION_RESOURCE
 from actors.node_hosts import NodeHostsMixin
-from actors.profile import WorkerProfile, cpu_cores_per_call, stage_options
+from actors.profile import WorkerProfile, cpu_share_or_zero, hosts_wanted, profile_for
 from actors.registry_security import RegistrySecurityMixin
 from actors.session_actor import SessionActor
 from actors.warm_pool import WarmPool, Worker, WorkerOps
-from backend.errors import BackendError
 from backend.iface import Config
-from providers.registry import BACKENDS, STT_PROVIDERS, TTS_PROVIDERS, VAD_PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -59,39 +57,6 @@ async def _warm_worker(handle: Any) -> Any:
 def _kill(handle: Any) -> None:
     with contextlib.suppress(Exception):
         ray.kill(handle, no_restart=True)
-
-
-def _profile(config: Config) -> WorkerProfile | None:
-    """The workers this config needs, or None if one of its providers cannot be loaded."""
-    try:
-        for registry, name in (
-            (STT_PROVIDERS, config.stt_provider),
-            (TTS_PROVIDERS, config.tts_provider),
-            (VAD_PROVIDERS, config.vad_provider),
-        ):
-            registry.resolve(name or "")
-        options = stage_options(BACKENDS.create(config.provider, config.provider_config), config)
-    except BackendError as err:
-        log.warning("warm pool paused: %s", err)
-        return None
-    return WorkerProfile.from_config(config, options)
-
-
-def _cpu_share(config: Config) -> float:
-    try:
-        return cpu_cores_per_call(config)
-    except BackendError:
-        return 0.0
-
-
-def _wanted_hosts(profile: WorkerProfile | None) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """The node-shared hosts a profile needs: host key -> (kind, provider, options)."""
-    if profile is None:
-        return {}
-    return {
-        profile.host_key(kind): (kind, provider, profile.stage_options.get(provider, {}))
-        for kind, provider in profile.node_stages.items()
-    }
 
 
 # On the head: admission state must not live on a node that hosts (and may lose) calls.
@@ -132,10 +97,10 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
         self.rev += 1
         if not self.pool.slots:
             self.pool.set_nodes(*await asyncio.to_thread(alive_nodes))
-        profile = _profile(self.config)
+        profile = profile_for(self.config)
         self.pool.configure(self.config, profile)
-        self.pool.cpu_share = _cpu_share(self.config)
-        self.hosts.want(_wanted_hosts(profile))
+        self.pool.cpu_share = cpu_share_or_zero(self.config)
+        self.hosts.want(hosts_wanted(profile))
         if not self._tasks or any(t.done() for t in self._tasks):
             for t in self._tasks:
                 t.cancel()

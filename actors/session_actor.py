@@ -24,13 +24,13 @@ import psutil
 import ray
 
 from actors.hooks import run_retention_hook
-from actors.metrics import record_turn
 from actors.names import REGISTRY_NAME
 from actors.observability import ObservedSession
 from actors.observed_stages import ObservedSTT, ObservedTTS
 from actors.profile import DEFAULT_S2S_PROVIDER, WorkerProfile
 from actors.session_media import SessionMediaMixin
 from actors.session_spec import SessionSpec, settings_from
+from actors.session_wiring import guard_providers, turn_observer
 from actors.stage_actors import placement
 from actors.stage_host import HostedSTT
 from actors.stage_placement import open_stage, start_s2s_stage
@@ -44,7 +44,6 @@ from providers.agents import build_agent
 from providers.base import STT, TTS, VAD, S2sOptions
 from providers.messages import AgentReply, Transcript, message_from_wire
 from providers.registry import S2S_PROVIDERS, TRANSPORTS, TURN_DETECTORS, VAD_PROVIDERS
-from providers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             assert self._stt is not None and self._tts is not None
             config = Config(**spec.config)
             self._obs_open(spec, config, config.provider, self._stage_actors())
-            self._guard_providers(config)
+            guard_providers(config, self.namespace, self.worker_name)
             common: dict[str, Any] = {
                 "session_id": spec.session_id,
                 "user_id": spec.user_id,
@@ -168,7 +167,7 @@ class SessionActor(SessionMediaMixin, ObservedSession):
                 "agent": build_agent(spec.agent_callback, spec.agent_instance, spec.agent_spec),
                 "metadata": spec.metadata,
                 "tracer": self._obs_turn_tracer(),
-                "on_turn": self._turn_observer(config, spec.pipeline_type),
+                "on_turn": turn_observer(config, spec.pipeline_type),
             }
             if spec.pipeline_type == PipelineType.S2S.value:
                 # The warm worker holds STT/TTS stages; an s2s session adds its model's stage.
@@ -283,28 +282,6 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             log.warning("worker %s: stage memory unavailable", self.worker_name)
         return round(total, 1)
 
-    def _guard_providers(self, config: Config) -> None:
-        """This session's timeout, retries and circuit breaker for the hosted calls made in
-        this process (`providers/resilience.py`); breaker changes go to the registry, whose
-        health turns `degraded` naming the provider while a breaker is open."""
-        resilience.configure(
-            RetryPolicy(
-                timeout_s=config.timeout,
-                max_retries=config.max_retries,
-                retry_delay_s=config.retry_delay,
-            ),
-            resilience.BreakerSettings(
-                config.circuit_failure_threshold, config.circuit_reset_timeout
-            ),
-        )
-
-        def report(provider: str, state: dict[str, Any]) -> None:  # rare: on state changes
-            with contextlib.suppress(Exception):
-                registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
-                registry.provider_state.remote(self.worker_name, provider, state)
-
-        resilience.on_change = report
-
     def _stage_failover(self, event: dict[str, Any]) -> None:
         """A stage died and was replaced: tell the session's client."""
         if self.runtime is not None:
@@ -319,18 +296,6 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             )
         result = getattr(self, method)(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
-
-    @staticmethod
-    def _turn_observer(config: Config, pipeline: str) -> Any:
-        if not config.enable_metrics:
-            return None
-        provider = (
-            config.s2s_provider or DEFAULT_S2S_PROVIDER
-            if pipeline == PipelineType.S2S.value
-            else f"{config.stt_provider}+{config.tts_provider}"
-        )
-        tags = {"provider": provider, "pipeline": pipeline}
-        return lambda turn: record_turn(turn, config.latency_target, tags)
 
     def _stage_actors(self) -> list[Any]:
         """The stage actors this worker owns (`session` placement): not inline stages, not

@@ -219,10 +219,15 @@ async def _health(url: str, api_key: str | None) -> int:
     return 0 if health.get("status") != "unhealthy" else 1
 
 
+def _is_benchmark(script: Path) -> bool:
+    """A benchmark is a script of benchmarks/ that runs as a program; the rest are its parts."""
+    return script.is_file() and '__name__ == "__main__"' in script.read_text(encoding="utf-8")
+
+
 def _bench(name: str, args: list[str]) -> int:
     script = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    if not script.is_file():
-        known = sorted(p.stem for p in script.parent.glob("*.py") if not p.stem.startswith("_"))
+    if not _is_benchmark(script):
+        known = sorted(p.stem for p in script.parent.glob("*.py") if _is_benchmark(p))
         raise BackendError("bench", "invalid_config", f"no benchmark {name!r}; have: {known}")
     return subprocess.call(
         [sys.executable, "-m", f"benchmarks.{name}", *args], cwd=script.parents[1]

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from pipelines.playout import LEAD_S, Playout
 from pipelines.sentences import SentenceAggregator
 from pipelines.turn_loop import TurnLoop
 from pipelines.turn_metrics import TurnTimings
+from pipelines.utterance import SttUtterance
 from providers.base import (
     STT,
     TTS,
@@ -230,16 +231,16 @@ class SttTtsPipeline(TurnLoop):
 
     # -- STT feeder: strictly ordered stage calls ------------------------------------------
     async def _stt_feeder(self) -> None:
-        utt = _Utterance()
+        utt = SttUtterance()
         while True:
             cmd, arg = await self._stt_cmds.get()
             try:
                 if cmd == "open":
-                    utt = _Utterance(self.stt.stream())
+                    utt = SttUtterance(self.stt.stream())
                 elif cmd == "push":
                     await utt.push(arg)
                 elif cmd == "drop":
-                    utt, old = _Utterance(), utt
+                    utt, old = SttUtterance(), utt
                     await old.aclose()
                 elif cmd == "finish_early":
                     await utt.finish_early(self._finish_stream)
@@ -247,7 +248,7 @@ class SttTtsPipeline(TurnLoop):
                     await utt.resume(self.stt)
                 elif cmd == "finish":
                     turn: TurnTimings = arg
-                    utt, done = _Utterance(), utt
+                    utt, done = SttUtterance(), utt
                     turn.text = (await done.finish(self._finish_stream)).strip()
                     turn.transcript = time.monotonic()
                     self._turns.put_nowait(turn)
@@ -258,7 +259,7 @@ class SttTtsPipeline(TurnLoop):
                 if cmd in ("push", "finish_early", "resume"):
                     utt.failed = err  # reported once, at the end of the utterance
                 else:
-                    utt = _Utterance()
+                    utt = SttUtterance()
                     # The turn's own error event ends it for the client: never a silent hang.
                     self._report(err, arg.turn_id if cmd == "finish" else None)
 
@@ -391,44 +392,3 @@ class SttTtsPipeline(TurnLoop):
         turn.done = time.monotonic()
         self._on_state(PipelineState.LISTENING)
         self._emit_metrics(turn)
-
-
-class _Utterance:
-    """The STT side of one utterance, as the feeder sees it: the stream, the audio sent so far
-    (to replay if an early finish is taken back) and the early transcript, if one was taken."""
-
-    def __init__(self, stream: SttStream | None = None) -> None:
-        self.stream = stream
-        self.audio: list[bytes] = []
-        self.early: str | None = None
-        self.failed: BackendError | None = None
-
-    async def push(self, pcm16: bytes) -> None:
-        if self.stream is None or self.failed is not None:
-            return
-        self.audio.append(pcm16)
-        if self.early is None:  # after an early finish, audio waits here for a possible replay
-            await self.stream.push(pcm16)
-
-    async def finish_early(self, finish: Callable[[SttStream], Awaitable[str]]) -> None:
-        if self.stream is not None and self.failed is None and self.early is None:
-            self.early = await finish(self.stream)
-
-    async def resume(self, stt: STT) -> None:
-        """The user went on after an early finish: a fresh stream hears the utterance so far."""
-        if self.stream is None or self.failed is not None or self.early is None:
-            return
-        self.early, self.stream = None, stt.stream()
-        if self.audio:
-            await self.stream.push(b"".join(self.audio))
-
-    async def finish(self, finish: Callable[[SttStream], Awaitable[str]]) -> str:
-        if self.failed is not None or self.stream is None:
-            raise self.failed or BackendError("stt", ErrorCode.PIPELINE_ERROR, "no stream")
-        if self.early is not None:  # nothing but silence came after it
-            return self.early
-        return await finish(self.stream)
-
-    async def aclose(self) -> None:
-        if self.stream is not None:
-            await self.stream.aclose()

@@ -171,20 +171,20 @@ def worker_actor_names() -> list[str]:
     ]
 
 
-async def busy_workers() -> list[str]:
-    """Workers that say they are bound to a session (asked directly, not the registry)."""
+async def busy_workers() -> dict[str, str]:
+    """Workers that say they are bound to a session, by name (asked directly, not the registry)."""
     import ray
 
     import serve_app
 
-    busy = []
+    busy = {}
     for name in worker_actor_names():
         if "/" in name:
             continue
         try:
             actor = ray.get_actor(name, namespace=serve_app.NAMESPACE)
-            if (await actor.describe.remote())["session_id"] is not None:
-                busy.append(name)
+            if (session_id := (await actor.describe.remote())["session_id"]) is not None:
+                busy[name] = session_id
         except Exception:  # gone meanwhile
             continue
     return busy

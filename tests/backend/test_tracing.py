@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 from backend import tracing
 from backend.errors import BackendError
-from backend.iface import MASK, unmask_secrets
+from backend.secret_masking import MASK, unmask_secrets
 
 
 def test_endpoint_comes_from_the_config_then_the_standard_variables(
