@@ -1,6 +1,7 @@
 """Soak: continuous churn and talk for a long time with real processes killed at random.
 
     .venv/bin/python -m benchmarks.soak [--minutes 30] [--calls 3] [--fault-every 45]
+                                        [--warmup-minutes 2]
 
 `--calls` callers each run calls back to back over HTTP and the audio websocket: create a
 session, speak 1-3 real phrases (espeak-ng, streamed in real time), wait for each reply's audio
@@ -21,7 +22,10 @@ random among:
 Reported: sessions served, turns served, faults injected by kind, calls lost that should not
 have been (target 0) with what each saw, calls lost by design, creates refused, voice-to-voice
 latency per 5-minute window (the drift of a long run), and the RSS of every Ray process at the
-start, every minute, and at the end (once the last call is closed and the pool has settled).
+start, after a warm-up of the same calls without faults (the node's shared model hosts and
+every lazily loaded part exist by then), every minute, and at the end (each settled: no call
+open, the pool back at its size). The memory target is on the growth after the warm-up,
+scaled to 30 minutes: under 50 MB.
 Writes benchmarks/results/soak.json (and soak.png).
 """
 
@@ -31,18 +35,13 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import ray
 import websockets
 
-import serve_app
 from backend.http_client import send_realtime
 from benchmarks.common import (
     RESULTS,
@@ -54,6 +53,8 @@ from benchmarks.common import (
     table,
     write,
 )
+from benchmarks.soak_faults import injector
+from benchmarks.soak_tally import FAULT_KINDS, SESSION_FAULT_KINDS, CallLost, Live, Tally
 
 # Phrases the embedded recogniser gets exactly right from espeak-ng's voice when it hears them
 # directly, so a served turn that comes out differently lost or damaged audio on the way.
@@ -61,41 +62,6 @@ PHRASES = ["hello world", "open the door", "how are you"]
 RATE = 16000
 TURN_TIMEOUT_S = 90.0  # a reply later than this is a lost call
 WARM_POOL = 2
-FAULT_KINDS = ("stt_host", "idle_worker", "session")  # the default placements
-SESSION_FAULT_KINDS = ("stt_stage", "tts_stage", "idle_worker", "session")  # --placement session
-
-
-@dataclass
-class Live:
-    """A call in progress, as the injector sees it."""
-
-    session: dict[str, Any]
-    doomed: bool = False  # its session process was killed on purpose
-
-
-@dataclass
-class Tally:
-    started_at: float = field(default_factory=time.monotonic)
-    sessions: int = 0
-    turns: int = 0
-    transcripts_exact: int = 0
-    misheard: list[dict[str, Any]] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    lost: list[dict[str, Any]] = field(default_factory=list)  # should not have been
-    lost_by_design: int = 0
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    fault_kinds: tuple[str, ...] = FAULT_KINDS
-    v2v: list[tuple[float, float]] = field(default_factory=list)  # (at s, ms)
-    memory: list[tuple[float, float]] = field(default_factory=list)  # (at s, MB)
-    failovers: int = 0
-    live: dict[str, Live] = field(default_factory=dict)
-
-    def at(self) -> float:
-        return round(time.monotonic() - self.started_at, 1)
-
-
-class CallLost(Exception):
-    pass
 
 
 async def caller(
@@ -185,53 +151,6 @@ async def turn(ws: Any, speech: bytes, t: Tally) -> tuple[str, float | None]:
     return heard, v2v
 
 
-# -- faults --------------------------------------------------------------------------------
-async def injector(t: Tally, until: float, every_s: float, rng: random.Random) -> None:
-    while True:
-        await asyncio.sleep(rng.uniform(0.5, 1.5) * every_s)
-        if time.monotonic() >= until:
-            return
-        kind = rng.choice(t.fault_kinds)
-        try:
-            fault = await inject(kind, t, rng)
-        except (ray.exceptions.RayError, ProcessLookupError) as exc:  # its call just ended
-            print(f"[{t.at():7.1f} s] no {kind} fault: {exc!r}"[:200], flush=True)
-            continue
-        if fault:
-            t.faults.append({"at_s": t.at(), "kind": kind, **fault})
-            print(f"[{t.at():7.1f} s] fault: {kind} {fault}", flush=True)
-
-
-async def inject(kind: str, t: Tally, rng: random.Random) -> dict[str, Any] | None:
-    if kind == "idle_worker":
-        idle = []
-        for a in ray.util.list_named_actors(all_namespaces=True):
-            if a["name"].startswith("worker:") and "/" not in a["name"]:  # not its stages
-                d = await ray.get_actor(a["name"], namespace=a["namespace"]).describe.remote()
-                if d["session_id"] is None and d["state"] == "idle":
-                    idle.append(d)
-        if not idle:
-            return None
-        victim = rng.choice(idle)
-        os.kill(victim["pid"], signal.SIGKILL)
-        return {"worker": victim["worker"], "pid": victim["pid"]}
-    calls = [c for c in t.live.values() if not c.doomed]
-    if not calls:
-        return None
-    call = rng.choice(calls)
-    worker = ray.get_actor(call.session["worker"], namespace=serve_app.NAMESPACE)
-    d = await worker.describe.remote()
-    if d["session_id"] != call.session["session_id"]:
-        return None
-    if kind == "session":
-        call.doomed = True  # before the kill, so its caller never counts it as lost
-        pid = d["pid"]
-    else:
-        pid = d["stages"]["tts" if kind == "tts_stage" else "stt"]["pid"]  # stt_host / stt_stage
-    os.kill(pid, signal.SIGKILL)
-    return {"session": call.session["session_id"], "pid": pid}
-
-
 async def sample_memory(t: Tally, until: float) -> None:
     while time.monotonic() < until:
         t.memory.append((t.at(), round(rss_mb([p.pid for p in ray_processes()]), 1)))
@@ -254,10 +173,26 @@ def settled_memory(url: str, timeout_s: float = 300.0) -> float:
 
 
 # -- the run ------------------------------------------------------------------------------
-async def soak(url: str, args: argparse.Namespace) -> Tally:
+async def phrases() -> dict[str, bytes]:
     from tests.conftest import speak
 
-    pcm = {p: await speak(p) for p in PHRASES}
+    return {p: await speak(p) for p in PHRASES}
+
+
+async def warm_up(url: str, args: argparse.Namespace) -> Tally:
+    """The soak's calls for a while, without faults, so that what is created once is."""
+    pcm = await phrases()
+    t = Tally()
+    until = time.monotonic() + args.warmup_minutes * 60
+    rng = random.Random(args.seed + 1)
+    await asyncio.gather(
+        *(caller(url, pcm, t, until, random.Random(rng.random())) for _ in range(args.calls))
+    )
+    return t
+
+
+async def soak(url: str, args: argparse.Namespace) -> Tally:
+    pcm = await phrases()
     rng = random.Random(args.seed)
     t = Tally(fault_kinds=SESSION_FAULT_KINDS if args.placement == "session" else FAULT_KINDS)
     until = time.monotonic() + args.minutes * 60
@@ -286,6 +221,9 @@ def main() -> None:
     ap.add_argument("--no-spares", action="store_true", help="stage failover by Ray restart only")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
+        "--warmup-minutes", type=float, default=2.0, help="calls without faults before measuring"
+    )
+    ap.add_argument(
         "--placement", choices=("auto", "session"), default="auto", help="where stages run"
     )
     args = ap.parse_args()
@@ -300,6 +238,8 @@ def main() -> None:
     }
     with local_backend(max(8, 2 * args.calls + WARM_POOL), **config) as (handle, url):
         before = settled_memory(url)
+        warm = asyncio.run(warm_up(url, args))
+        warmed = settled_memory(url)
         t = asyncio.run(soak(url, args))
         after = settled_memory(url)
         capacity = handle.api_capacity.remote().result()["ok"]
@@ -319,15 +259,23 @@ def main() -> None:
         "creates_refused": len(t.refused),
         "v2v_ms": summary([ms for _, ms in t.v2v]),
         "v2v_ms_per_5_min": windows(t.v2v),
+        "warm_up": {"minutes": args.warmup_minutes, "sessions": warm.sessions, "lost": warm.lost},
         "memory_mb": {
             "settled_start": before,
+            "settled_after_warm_up": warmed,
             "settled_end": after,
             "growth": round(after - before, 1),
+            "growth_after_warm_up": round(after - warmed, 1),
+            "growth_after_warm_up_per_30_min": round((after - warmed) * 30 / args.minutes, 1),
         },
         "active_sessions_after_run": capacity["active_sessions"],
         "targets": {
             "zero_calls_lost_unexpectedly": not t.lost,
             "zero_creates_refused": not t.refused,
+            "memory_growth_after_warm_up_under_50_mb_per_30_min": (after - warmed)
+            * 30
+            / args.minutes
+            < 50,
         },
         "lost_samples": t.lost[:10],
         "misheard_samples": t.misheard[:20],
