@@ -125,6 +125,20 @@ class VoiceIngress:
 
 
 # -- deployment ------------------------------------------------------------------------------
+def config_from_args(args: dict[str, str]) -> Config:
+    """The backend `Config` that `build_app`'s arguments describe (validated, Ray not needed)."""
+    return load_config(
+        args.get("config"),
+        provider=args.get("provider"),
+        max_concurrent_sessions=args.get("max_sessions"),
+        warm_pool_size=args.get("warm_pool_size"),
+        stt_placement=args.get("stt_placement"),
+        tts_placement=args.get("tts_placement"),
+        s2s_placement=args.get("s2s_placement"),
+        media_port_range=args.get("media_port_range"),
+    )
+
+
 def build_app(args: dict[str, str]) -> Any:
     """Serve application builder: `serve run serve_app:build_app provider=local max_sessions=5`
     (also `stt_placement=`, `tts_placement=`, `s2s_placement=`, `media_port_range=`, or
@@ -136,16 +150,7 @@ def build_app(args: dict[str, str]) -> Any:
         os.environ.setdefault(
             "RAY_OVERRIDE_RESOURCES", json.dumps({SESSION_RESOURCE: SESSION_SLOTS_PER_NODE})
         )
-    config = load_config(
-        args.get("config"),
-        provider=args.get("provider"),
-        max_concurrent_sessions=args.get("max_sessions"),
-        warm_pool_size=args.get("warm_pool_size"),
-        stt_placement=args.get("stt_placement"),
-        tts_placement=args.get("tts_placement"),
-        s2s_placement=args.get("s2s_placement"),
-        media_port_range=args.get("media_port_range"),
-    )
+    config = config_from_args(args)
     # Deployment options (not backend Config): replica count, and pinning them to the head.
     replicas = int(args.get("replicas") or os.environ.get("VOICE_INGRESS_REPLICAS") or 1)
     options: dict[str, Any] = {"num_replicas": replicas}

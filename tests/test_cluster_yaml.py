@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
 
 import jsonschema
+import pytest
 import ray
 import yaml
 from packaging.specifiers import SpecifierSet
@@ -41,6 +43,23 @@ def test_every_worker_type_offers_session_slots_and_the_head_starts_the_app() ->
     assert "serve run" in start and "serve_app:build_app" in start
     joins = " ".join(config["worker_start_ray_commands"])
     assert "voice_session" in joins and "$RAY_HEAD_IP" in joins
+
+
+def test_the_app_arguments_in_cluster_yaml_make_a_valid_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `serve run` passes the app builder is accepted as is, and the session processes
+    listen on the port range the comment tells operators to open."""
+    import serve_app
+
+    for name in [k for k in os.environ if k.startswith("VOICE_BACKEND_")]:
+        monkeypatch.delenv(name)  # the file alone decides
+    start = next(c for c in load()["head_start_ray_commands"] if "serve_app:build_app" in c)
+    args = dict(word.split("=", 1) for word in start.split("serve_app:build_app", 1)[1].split())
+    config = serve_app.config_from_args(args)
+    assert config.provider == "local" and config.warm_pool_size == 4
+    assert config.media_port_range == "20000-20999"
+    assert "20000-20999" in (ROOT / "cluster.yaml").read_text().split("cluster_name:")[0]
 
 
 def dockerfile() -> list[tuple[str, str]]:
