@@ -35,11 +35,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from typing import Any
 
 import httpx
+import psutil
 import websockets
 
 from backend.http_client import send_realtime
@@ -157,7 +159,7 @@ async def sample_memory(t: Tally, until: float) -> None:
         await asyncio.sleep(60)
 
 
-def settled_memory(url: str, timeout_s: float = 300.0) -> float:
+def settled_memory(url: str, timeout_s: float = 300.0) -> tuple[float, dict[str, dict[str, float]]]:
     """RSS of the Ray instance once the pool holds exactly its target of idle workers (spares
     returned by ended calls are trimmed after `IDLE_TRIM_S`) and nothing else runs."""
     deadline = time.monotonic() + timeout_s
@@ -169,7 +171,24 @@ def settled_memory(url: str, timeout_s: float = 300.0) -> float:
     else:
         raise TimeoutError(f"the warm pool did not settle at {WARM_POOL} idle workers: {pool}")
     time.sleep(10)
-    return round(rss_mb([p.pid for p in ray_processes()]), 1)
+    return round(rss_mb([p.pid for p in ray_processes()]), 1), memory_by_kind()
+
+
+def memory_by_kind() -> dict[str, dict[str, float]]:
+    """Ray's processes grouped by what they are (`ray::SessionActor`, `raylet`, ...): how many,
+    their RSS and their unique memory (USS: what each alone holds, so growth is attributed)."""
+    kinds: dict[str, dict[str, float]] = {}
+    for proc in ray_processes():
+        with contextlib.suppress(psutil.Error):
+            cmd = proc.cmdline()
+            kind = os.path.basename(cmd[0].split()[0]) if cmd else proc.name()
+            kind = kind.split(".")[0] if kind.startswith("ray::") else kind  # not the method
+            mem = proc.memory_full_info()
+            k = kinds.setdefault(kind, {"processes": 0, "rss_mb": 0.0, "uss_mb": 0.0})
+            k["processes"] += 1
+            k["rss_mb"] = round(k["rss_mb"] + mem.rss / 2**20, 1)
+            k["uss_mb"] = round(k["uss_mb"] + mem.uss / 2**20, 1)
+    return dict(sorted(kinds.items()))
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -237,11 +256,11 @@ def main() -> None:
         "tts_placement": args.placement,
     }
     with local_backend(max(8, 2 * args.calls + WARM_POOL), **config) as (handle, url):
-        before = settled_memory(url)
+        before, kinds_before = settled_memory(url)
         warm = asyncio.run(warm_up(url, args))
-        warmed = settled_memory(url)
+        warmed, kinds_warmed = settled_memory(url)
         t = asyncio.run(soak(url, args))
-        after = settled_memory(url)
+        after, kinds_after = settled_memory(url)
         capacity = handle.api_capacity.remote().result()["ok"]
     kinds = {k: sum(1 for f in t.faults if f["kind"] == k) for k in t.fault_kinds}
     result = {
@@ -267,6 +286,11 @@ def main() -> None:
             "growth": round(after - before, 1),
             "growth_after_warm_up": round(after - warmed, 1),
             "growth_after_warm_up_per_30_min": round((after - warmed) * 30 / args.minutes, 1),
+            "by_process_kind": {
+                "start": kinds_before,
+                "after_warm_up": kinds_warmed,
+                "end": kinds_after,
+            },
         },
         "active_sessions_after_run": capacity["active_sessions"],
         "targets": {
