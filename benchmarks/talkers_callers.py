@@ -145,13 +145,27 @@ async def run_livekit_callers(spec: dict[str, Any]) -> None:
         Call(c["index"], pcm, spec["turns"], spec["interval_s"], spec["deadline_s"])
         for c in spec["calls"]
     ]
-    peers = await asyncio.gather(
+    joined = await asyncio.gather(
         *(
-            LiveKitCaller(call).join(c["url"], c["token"], 60)
+            join_or_give_up(LiveKitCaller(call), c["url"], c["token"], 60)
             for call, c in zip(calls, spec["calls"], strict=True)
         )
     )
     t0 = await wait_go()
     cpu0 = own_cpu_s()
-    await asyncio.gather(*(p.talk(t0) for p in peers))
+    await asyncio.gather(*(p.talk(t0) for p in joined if p is not None))
     report(spec, calls, own_cpu_s() - cpu0)
+
+
+async def join_or_give_up(
+    peer: LiveKitCaller, url: str, token: str, timeout_s: float
+) -> LiveKitCaller | None:
+    """A call whose agent never joins (or never listens) within `timeout_s` does not talk: its
+    turns count as lost and the error says why, and the level goes on with the others."""
+    try:
+        return await peer.join(url, token, timeout_s)
+    except Exception as exc:
+        peer.call.errors.append({"type": "join", "reason": repr(exc)[:200]})
+        with contextlib.suppress(Exception):
+            await peer.room.disconnect()
+        return None
