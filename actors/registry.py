@@ -34,6 +34,7 @@ from actors.node_hosts import NodeHostsMixin
 from actors.profile import WorkerProfile, cpu_share_or_zero, hosts_wanted, profile_for
 from actors.registry_security import RegistrySecurityMixin
 from actors.session_actor import SessionActor
+from actors.task_events import untracked
 from actors.warm_pool import WarmPool, Worker, WorkerOps
 from backend.iface import Config
 
@@ -234,6 +235,7 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
     def count(self) -> int:
         return len(self.records)
 
+    @untracked
     def take_reaped(self) -> list[dict[str, Any]]:
         """Reaped sessions since the last call, for the supervisor to release provider-side."""
         out, self.reaped = self.reaped, []
@@ -264,6 +266,7 @@ class SessionRegistry(RegistrySecurityMixin, NodeHostsMixin):
             "stage_hosts": self.hosts.summary(),
         }
 
+    @untracked
     def health(self) -> dict[str, Any]:
         live = {w.name for w in self.pool.workers.values()}
         return health.report(

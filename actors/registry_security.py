@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from actors.hooks import SecurityState
+from actors.task_events import untracked
 from backend.auth import check_rate
 from backend.iface import Config
 
@@ -25,6 +26,7 @@ class RegistrySecurityMixin:
     def set_hooks(self, hooks: dict[str, bytes]) -> int:
         return self.security.set_hooks(hooks)
 
+    @untracked
     def auth_view(self, config_rev: int, hooks_rev: int) -> dict[str, Any]:
         """What an ingress replica needs to authenticate a request: the config and the hooks,
         each only if it changed since the revision the replica holds."""

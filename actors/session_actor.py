@@ -34,6 +34,7 @@ from actors.session_wiring import guard_providers, turn_observer
 from actors.stage_actors import placement
 from actors.stage_host import HostedSTT
 from actors.stage_placement import open_stage, start_s2s_stage
+from actors.task_events import untracked
 from backend.auth import retention_record
 from backend.errors import BackendError, ErrorCode
 from backend.iface import Config, PipelineType
@@ -288,6 +289,7 @@ class SessionActor(SessionMediaMixin, ObservedSession):
             self.runtime.outbox.put_event(message_from_wire(event))
 
     # -- session calls ---------------------------------------------------------------------
+    @untracked
     async def call(self, session_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run one of this actor's session methods for `session_id`, if it is still bound here."""
         if session_id != self.session_id or method.startswith("_") or method in _POOL_METHODS:
@@ -312,11 +314,13 @@ class SessionActor(SessionMediaMixin, ObservedSession):
     def info(self) -> dict[str, Any]:
         return self._rt().info()
 
+    @untracked
     def ping(self) -> str:
         if self.runtime is not None:
             return self.runtime.state.value
         return "idle" if self._warm is not None and self._warm.done() else "starting"
 
+    @untracked
     def describe(self) -> dict[str, Any]:
         """The worker as the dashboard or a test sees it: its session, its processes."""
         return {

@@ -20,6 +20,7 @@ from ray.exceptions import RayTaskError
 from actors.errors import as_backend_error
 from actors.observability import ObservedStage
 from actors.stage_failover import STAGE_DIED, StageSlot
+from actors.task_events import untracked
 from backend.errors import BackendError
 from providers.base import (
     S2S,
@@ -80,6 +81,7 @@ class SttStageActor(_Stage):
         await self.stt.warm_up()  # so the call's first turn is as fast as later ones
         return self.stt.capabilities, placement()
 
+    @untracked
     async def push(self, utterance_id: int, pcm16: bytes) -> None:
         stream = self._streams.get(utterance_id)
         if stream is None:
@@ -88,6 +90,7 @@ class SttStageActor(_Stage):
             self._streams = {utterance_id: (stream := self.stt.stream())}
         await stream.push(pcm16)
 
+    @untracked
     async def finish(self, utterance_id: int) -> str:
         stream = self._streams.get(utterance_id)
         if stream is None:
@@ -108,6 +111,7 @@ class SttStageActor(_Stage):
         await self.stt.connect()
         await old.aclose()
 
+    @untracked
     def ping(self) -> str:
         return "ok"
 
@@ -139,6 +143,7 @@ class TtsStageActor(_Stage):
     async def end_turn(self, turn_id: int, interrupted: bool = False) -> None:
         await self.tts.end_turn(turn_id, interrupted)
 
+    @untracked
     def ping(self) -> str:
         return "ok"
 
@@ -181,6 +186,7 @@ class S2sStageActor(_Stage):
         if self.session is not None:
             await self.session.aclose()
 
+    @untracked
     def ping(self) -> str:
         return "ok"
 

@@ -24,6 +24,7 @@ import ray
 from actors.stage_actors import RemoteSTT, ReplayingSttStream, placement
 from actors.stage_failover import StageSlot
 from actors.stream_pool import StreamPool
+from actors.task_events import untracked
 from providers.base import SttCapabilities, SttStream
 from providers.registry import STT_PROVIDERS
 
@@ -58,18 +59,22 @@ class SttHostActor:
         caps = await asyncio.shield(self._ready)
         return caps, placement()
 
+    @untracked
     async def push(self, stream_id: str, pcm16: bytes) -> None:
         await self.pool.push(stream_id, pcm16)
 
+    @untracked
     async def finish(self, stream_id: str) -> str:
         return await self.pool.finish(stream_id)
 
     async def release(self, owner: str) -> None:
         await self.pool.release(owner)
 
+    @untracked
     def ping(self) -> str:
         return "ok"
 
+    @untracked
     def stats(self) -> dict[str, Any]:
         rss = psutil.Process().memory_info().rss / 2**20
         return {**self.pool.summary(), "pid": os.getpid(), "rss_mb": round(rss, 1)}
