@@ -7,6 +7,8 @@ Reports: time to fill 100 sessions from an empty pool (cold starts, all requeste
 unique memory per call (USS of every process a call owns, plus its share of the node's shared
 stage hosts); idle CPU per call (every Ray process over quiet windows, minus the same figure on
 the empty system in this run); `GET /v1/health` latency with all sessions live; the turns.
+Each beside its floor from the same run (benchmarks/density_floor.py): a bare Ray actor
+measured the same way, and a static route through the same Serve proxy.
 The calls are idle, so speech admission (`speech_load_threshold`, 6 talking local calls on
 2 cores) is off here: it is measured by `benchmarks/voice_latency.py`.
 """
@@ -42,6 +44,7 @@ from benchmarks.common import (
     uss_mb,
     write,
 )
+from benchmarks.density_floor import bare_actor_floor, main_thread_wakeups
 
 # A call is one process (~70 MB) plus its share of the node's STT host. The guard never fills
 # the shared machine past what it can hold, and a watchdog stops the run if memory runs low.
@@ -104,12 +107,12 @@ async def connect_all(sessions: list[dict[str, Any]]) -> list[Any]:
     return conns
 
 
-async def health_latencies(url: str, n: int) -> list[float]:
+async def latencies(url: str, n: int, path: str = "/v1/health") -> list[float]:
     out = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         for _ in range(n):
             t0 = time.perf_counter()
-            resp = await http.get("/v1/health")
+            resp = await http.get(path)
             out.append((time.perf_counter() - t0) * 1000)
             resp.raise_for_status()
     return out
@@ -187,9 +190,12 @@ def main() -> None:
         base_pids = all_ray_pids()
         base_rss = rss_mb(base_pids)
         base_cpu = [idle_cpu(base_pids, args.window_s) for _ in range(args.windows)]
+        floor = bare_actor_floor(n, args.windows, args.window_s, statistics.median(base_cpu))
+        print(f"bare Ray actor floor: {floor}", flush=True)
         sessions, create_ms, fill_s, errors = asyncio.run(fill(url, n))
         print(f"filled {len(sessions)}/{n} in {fill_s:.1f} s ({len(errors)} errors)", flush=True)
         result = asyncio.run(_measure(handle, url, sessions, args, base_pids, base_rss, base_cpu))
+        result["bare_actor_floor"] = floor
     result.update(
         {
             "benchmark": "density",
@@ -239,9 +245,11 @@ async def _measure(
         dt = time.monotonic() - t0
         session_cpu.append((cpu_seconds(flat) - before_s) / dt)
         total_cpu.append((cpu_seconds(every) - before_t) / dt)
-    health = []
-    for _ in range(args.windows):
-        health += await health_latencies(url, 100)
+    wakeups = await asyncio.to_thread(main_thread_wakeups, [i["pid"] for i in infos])
+    health, static = [], []
+    for _ in range(args.windows):  # interleaved, so both see the same load
+        health += await latencies(url, 100)
+        static += await latencies(url, 100, "/v1")
     rss_sessions, rss_every = rss_mb(flat), rss_mb(every)
     turns = await random_turns(sessions, conns)
     for c in conns:
@@ -263,7 +271,9 @@ async def _measure(
             "all_ray_processes_minus_baseline": summary(per_session_all_pct),
             "baseline_cores_empty_system": [round(b, 4) for b in base_cpu],
         },
+        "session_main_thread_wakeups_per_s": wakeups,
         "health_check_ms": summary(health),
+        "static_route_ms": summary(static),
         "stage_hosts_uss_mb": round(hosts_uss, 1),
         "turns_after_hold": turns,
         "targets": {
@@ -274,12 +284,17 @@ async def _measure(
             "health_p99_le_20ms": summary(health)["p99"] <= TARGETS["health_p99_ms"],
             "turns_10_of_10": turns["answered"] == turns["tried"] == TURNS,
         },
-        "raw": {"uss_mb": [round(u, 1) for u in uss], "health_ms": [round(h, 2) for h in health]},
+        "raw": {
+            "uss_mb": [round(u, 1) for u in uss],
+            "health_ms": [round(h, 2) for h in health],
+            "static_ms": [round(h, 2) for h in static],
+        },
     }
 
 
 def report(r: dict[str, Any]) -> str:
     cpu = r["idle_cpu_per_session_pct_of_core"]
+    floor = r["bare_actor_floor"]
     rows = [
         [
             "sessions filled / answering pings",
@@ -301,8 +316,21 @@ def report(r: dict[str, Any]) -> str:
             cpu["all_ray_processes_minus_baseline"]["p50"],
         ],
         [
-            "health_check p50 / p99 (ms)",
+            "idle CPU / bare Ray actor, same method (% core)",
+            floor["all_ray_processes_minus_baseline_pct_of_core"]["p50"],
+        ],
+        ["idle CPU / bare Ray actor, its process (%)", floor["own_process_pct_of_core"]["p50"]],
+        [
+            "main-thread wakeups/s: session / bare actor",
+            f"{r['session_main_thread_wakeups_per_s']} / {floor['main_thread_wakeups_per_s']}",
+        ],
+        [
+            "GET /v1/health p50 / p99 (ms)",
             f"{r['health_check_ms']['p50']} / {r['health_check_ms']['p99']}",
+        ],
+        [
+            "GET /v1 (static, same proxy) p50 / p99 (ms)",
+            f"{r['static_route_ms']['p50']} / {r['static_route_ms']['p99']}",
         ],
     ]
     return table(rows, ["density", "value"]) + f"\ntargets: {r['targets']}"
@@ -320,8 +348,13 @@ def plot(r: dict[str, Any]) -> None:
     axes[0].set_xlabel("unique memory per call (MB, its process + share of hosts)")
     axes[0].set_ylabel("sessions")
     cpu = r["idle_cpu_per_session_pct_of_core"]
-    labels = ["session procs", "all Ray − empty"]
-    values = [cpu["session_processes"]["p50"], cpu["all_ray_processes_minus_baseline"]["p50"]]
+    floor = r["bare_actor_floor"]
+    labels = ["call: its process", "call: all Ray − empty", "bare actor: all − empty"]
+    values = [
+        cpu["session_processes"]["p50"],
+        cpu["all_ray_processes_minus_baseline"]["p50"],
+        floor["all_ray_processes_minus_baseline_pct_of_core"]["p50"],
+    ]
     axes[1].bar(labels, values)
     target = TARGETS["idle_cpu_pct"]
     axes[1].axhline(
@@ -329,9 +362,10 @@ def plot(r: dict[str, Any]) -> None:
     )
     axes[1].set_ylabel("idle CPU per session (% of a core)")
     axes[1].legend(fontsize=8)
-    axes[2].hist(r["raw"]["health_ms"], bins=30)
+    axes[2].hist(r["raw"]["health_ms"], bins=30, alpha=0.7, label="/v1/health")
+    axes[2].hist(r["raw"]["static_ms"], bins=30, alpha=0.5, label="/v1 (static)")
     axes[2].axvline(20, color="orange", linestyle="--", linewidth=0.8, label="p99 target 20 ms")
-    axes[2].set_xlabel("GET /v1/health (ms)")
+    axes[2].set_xlabel("GET latency through Serve (ms)")
     axes[2].legend(fontsize=8)
     n = r["settings"]["sessions_filled"]
     fig.suptitle(f"Density: {n} idle connected sessions on one 2-core node")
