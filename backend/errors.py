@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+DEFAULT_RETRY_AFTER_S = 1  # `Retry-After` of a refusal that does not say
+
 
 class ErrorCode(StrEnum):
     INVALID_CONFIG = "invalid_config"
@@ -77,6 +79,14 @@ class BackendError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 400)
 
+    @property
+    def retry_after_s(self) -> float | None:
+        """When a refused caller (429, 503) may come back: what the refusal says, else
+        `DEFAULT_RETRY_AFTER_S`; None for errors that a retry would not cure."""
+        if self.http_status not in (429, 503):
+            return None
+        return self.details.get("retry_after_s", DEFAULT_RETRY_AFTER_S)
+
     def to_body(self) -> dict[str, Any]:
         """The wire shape shared by every HTTP error and websocket `error` event."""
         err: dict[str, Any] = {"code": self.code.value, "message": self.message}
@@ -92,7 +102,14 @@ class BackendError(Exception):
             code = ErrorCode(code)
         except ValueError:
             code = ErrorCode.PIPELINE_ERROR
-        return cls(op, code, str(err.get("message", "")), field=err.get("field"))
+        details = body.get("details") if isinstance(body, dict) else None
+        return cls(
+            op,
+            code,
+            str(err.get("message", "")),
+            field=err.get("field"),
+            details=dict(details) if isinstance(details, dict) else None,
+        )
 
     def __reduce__(self):  # keep the fields when Ray pickles the error across processes
         return (_rebuild, (self.op, self.code.value, self.message, self.field, self.details))

@@ -17,6 +17,7 @@ import httpx
 import websockets
 
 from backend.errors import BackendError
+from backend.retry_after import retry_after_s
 
 
 @dataclass
@@ -96,7 +97,10 @@ class HttpClient:
                 body = resp.json()
             except ValueError:
                 body = {"error": {"code": "pipeline_error", "message": resp.text[:200]}}
-            raise BackendError.from_body(op, body)
+            err = BackendError.from_body(op, body)
+            if (after := retry_after_s(resp.headers)) is not None:
+                err.details["retry_after_s"] = after  # as the Python handle gives it
+            raise err
         return resp.json() if resp.content else None
 
     async def create_session(self, **fields: Any) -> dict[str, Any]:

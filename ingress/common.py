@@ -13,7 +13,6 @@ from actors.control_plane import ControlPlane
 from backend.auth import Principal, credentials_from
 from backend.errors import BackendError, ErrorCode
 
-RETRY_AFTER_S = 1
 OFFER_TIMEOUT_S = 30.0
 AUTH_ERRORS = (401, 403)
 PUBLIC_KEYS = (
@@ -51,8 +50,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def error_response(err: BackendError) -> JSONResponse:
     headers = None
-    if err.http_status in (429, 503):
-        retry = err.details.get("retry_after_s", RETRY_AFTER_S)
+    if (retry := err.retry_after_s) is not None:
         headers = {"Retry-After": str(retry)}
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
 

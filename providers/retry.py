@@ -11,15 +11,13 @@ import providers (the import-linter contracts forbid that only to `backend.iface
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from backend.errors import BackendError, ErrorCode
+from backend.retry_after import retry_after_s, valid_seconds
 
 T = TypeVar("T")
 
@@ -122,36 +120,6 @@ async def call_with_retry(
                 guard.success()  # it answered: our request was wrong, the provider is up
 
 
-def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds a server asks us to wait (`Retry-After: <seconds>` or an HTTP date, or the
-    `retry-after-ms` OpenAI sends), or None."""
-    if not headers:
-        return None
-    lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    with_ms = lower.get("retry-after-ms")
-    if with_ms is not None:
-        try:
-            return _valid(float(with_ms) / 1000.0)
-        except ValueError:
-            pass
-    value = lower.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return _valid(float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def _valid(seconds: float) -> float | None:
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
 def retry_after_details(source: Any, **details: Any) -> dict[str, Any]:
     """`details` plus `retry_after_s` when `source` (an HTTP response, an SDK error carrying one
     as `.response`, or its headers) says Retry-After: what hosted providers put in a
@@ -178,4 +146,4 @@ def retry_after_of(err: BackendError | None) -> float | None:
         after = float(err.details.get("retry_after_s"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return _valid(after)
+    return valid_seconds(after)

@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.errors import BackendError, ErrorCode
+from backend.http_client import HttpClient
+from backend.iface import SessionConfig
 from tests.conftest import make_config
 
 pytestmark = pytest.mark.ray
@@ -104,7 +107,7 @@ async def test_session_lifecycle_over_http(http: httpx.AsyncClient) -> None:
 
 
 async def test_capacity_is_503_with_retry_after_at_once(
-    http: httpx.AsyncClient, backend: Any
+    http: httpx.AsyncClient, backend: Any, base_url: str
 ) -> None:
     await backend.update_config(make_config(max_concurrent_sessions=1))
     first = await http.post("/v1/sessions", json={"user_id": "a"})
@@ -115,6 +118,15 @@ async def test_capacity_is_503_with_retry_after_at_once(
     assert loop.time() - started < 5, "a refusal is immediate, never a queue"
     assert_error(refused, 503, "session_limit_exceeded")
     assert int(refused.headers["Retry-After"]) >= 1
+    # Both Python clients tell their caller when to come back, as the header does.
+    async with HttpClient(base_url) as client:
+        with pytest.raises(BackendError) as by_http:
+            await client.create_session(user_id="c")
+    with pytest.raises(BackendError) as by_handle:
+        await backend.create_session(SessionConfig(user_id="d", agent={"type": "echo"}))
+    for err in (by_http.value, by_handle.value):
+        assert err.code is ErrorCode.SESSION_LIMIT_EXCEEDED
+        assert err.details["retry_after_s"] == int(refused.headers["Retry-After"])
     await http.delete(f"/v1/sessions/{first.json()['session_id']}")
 
 

@@ -11,12 +11,8 @@ import httpx
 import pytest
 
 from backend.errors import BackendError, ErrorCode, as_backend_error
-from providers.retry import (
-    RetryPolicy,
-    call_with_retry,
-    retry_after_details,
-    retry_after_s,
-)
+from backend.retry_after import retry_after_s
+from providers.retry import RetryPolicy, call_with_retry, retry_after_details
 
 
 class FakeSleep:
